@@ -1,0 +1,3 @@
+//! The Segment-compatible Tracking API.
+pub mod normalize;
+pub mod wire;

@@ -2,3 +2,5 @@
 pub mod api;
 pub mod clock;
 pub mod consent;
+pub mod log;
+pub mod store;

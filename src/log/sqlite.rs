@@ -1,0 +1,851 @@
+//! The embedded event log: one SQLite database in WAL mode, written by one thread.
+//!
+//! # Design
+//!
+//! * **One writer, group commit.** Every change (appends from request handlers, acks from
+//!   delivery workers, dead-letter replays) is a message to a single writer thread. The thread
+//!   takes whatever has queued up, applies all of it in one transaction and commits once
+//!   (`synchronous=FULL`: the commit is on disk when it returns), then answers every waiting
+//!   request. Under load many requests share one fsync; at low load a request waits for one
+//!   fsync of its own.
+//! * **Readers never block the writer.** WAL mode lets consumers read committed rows from their
+//!   own connections while the writer appends.
+//! * **Sequences are ours.** `seq` is assigned by the writer from a counter persisted in `meta`,
+//!   not taken from SQLite's rowid, so it never goes backwards when truncation empties the
+//!   table.
+//! * **Deduplication is two generations.** `messageId`s go into the current generation table;
+//!   a lookup checks both. When the current generation is older than the window, the older one
+//!   is dropped and the tables swap roles: an id is remembered for at least one window and at
+//!   most two, and forgetting costs one `DELETE` of a whole table, not a scan.
+//! * **Truncation.** Once a second, rows at or below the lowest consumer cursor are deleted in
+//!   bounded chunks. Disk use is bounded by the slowest consumer's backlog.
+//!
+//! # On-disk schema (`log.db`)
+//!
+//! ```text
+//! meta(key PRIMARY KEY, value)                  head, dedup generation and rotation time
+//! events(seq PRIMARY KEY, source, received_at, message_id, user_id, anonymous_id,
+//!        dests BLOB  -- destination keys as little-endian u32
+//!        payload BLOB)
+//! dedup_0 / dedup_1(message_id PRIMARY KEY) WITHOUT ROWID
+//! cursors(consumer PRIMARY KEY, seq)
+//! dead_letters(id PRIMARY KEY, dest, source, seq, message_id, user_id, anonymous_id,
+//!              received_at, failed_at, attempts, error, payload)
+//! stats(bucket, source, dest, metric, reason, n)  -- see `stats.rs`
+//! ```
+//!
+//! # Recovery
+//!
+//! SQLite's WAL recovery is the recovery: a transaction is either wholly in the database after
+//! a crash or not at all, and nothing was acknowledged before its commit returned.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::stats::{self, Metric, NO_DEST, StatsDelta};
+use super::{
+    Ack, Append, Appended, Consumer, DestKey, EventLog, LogError, Overview, OverviewQuery, Page,
+    Record, Seq, StoredDeadLetter,
+};
+use crate::clock;
+
+/// Most events applied in one transaction; keeps a commit's latency bounded under a flood.
+const MAX_GROUP_EVENTS: usize = 20_000;
+/// Rows deleted per truncation step.
+const TRUNCATE_CHUNK: i64 = 20_000;
+
+enum Msg {
+    Append {
+        append: Append,
+        reply: Option<oneshot::Sender<Result<Appended, LogError>>>,
+    },
+    Ack(Ack),
+    Cursor {
+        consumer: String,
+        reply: oneshot::Sender<Result<Seq, LogError>>,
+    },
+    RemoveConsumer {
+        consumer: String,
+        dest: Option<DestKey>,
+        reply: oneshot::Sender<Result<(), LogError>>,
+    },
+    Replay {
+        dest: DestKey,
+        ids: Option<Vec<i64>>,
+        reply: oneshot::Sender<Result<usize, LogError>>,
+    },
+    DedupWindow(i64),
+    Tick,
+    Close(oneshot::Sender<()>),
+    /// Test hook: stop at once, dropping everything queued, as a killed process would.
+    #[cfg(test)]
+    Crash,
+}
+
+impl Msg {
+    fn weight(&self) -> usize {
+        match self {
+            Msg::Append { append, .. } => append.events.len().max(1),
+            Msg::Ack(ack) => ack.dead.len().max(1),
+            _ => 1,
+        }
+    }
+}
+
+/// The embedded log. Cheap to share behind an `Arc`.
+pub struct SqliteLog {
+    tx: mpsc::UnboundedSender<Msg>,
+    committed: watch::Receiver<Seq>,
+    readers: Arc<ReaderPool>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl SqliteLog {
+    /// Open (creating if needed) the log at `path`, with the given dedup window.
+    pub fn open(path: &Path, dedup_window_ms: i64) -> Result<SqliteLog, LogError> {
+        let mut conn = Connection::open(path)?;
+        configure(&conn)?;
+        create_schema(&mut conn)?;
+        let head: Seq = meta_get(&conn, "head")?.unwrap_or(0);
+        let (committed_tx, committed) = watch::channel(head);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let writer = Writer {
+            conn,
+            head,
+            dedup_window_ms,
+            committed: committed_tx,
+            last_maintenance: Instant::now(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("sluice-log-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| LogError::Storage(format!("cannot start the log writer: {e}")))?;
+        // A ticker drives truncation and dedup rotation; it stops when the writer is gone.
+        let ticker = tx.clone();
+        std::thread::Builder::new()
+            .name("sluice-log-ticker".into())
+            .spawn(move || {
+                while ticker.send(Msg::Tick).is_ok() {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            })
+            .map_err(|e| LogError::Storage(format!("cannot start the log ticker: {e}")))?;
+        Ok(SqliteLog {
+            tx,
+            committed,
+            readers: Arc::new(ReaderPool {
+                path: path.to_owned(),
+                idle: Mutex::new(Vec::new()),
+            }),
+            writer: Mutex::new(Some(handle)),
+        })
+    }
+
+    fn send(&self, msg: Msg) -> Result<(), LogError> {
+        self.tx.send(msg).map_err(|_| LogError::Closed)
+    }
+
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, LogError>>) -> Msg,
+    ) -> Result<T, LogError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(make(reply))?;
+        answer.await.map_err(|_| LogError::Closed)?
+    }
+
+    /// Test hook: simulate a crash (the writer stops without applying what is queued).
+    #[cfg(test)]
+    pub fn crash(&self) {
+        let _ = self.tx.send(Msg::Crash);
+        if let Some(handle) = self.writer.lock().expect("writer lock").take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "cache_size", -32_000)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // Checkpoint less often than the default 1000 pages: fewer, larger sequential writes.
+    conn.pragma_update(None, "wal_autocheckpoint", 8_000)?;
+    conn.pragma_update(None, "journal_size_limit", 256 * 1024 * 1024)?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    Ok(())
+}
+
+fn create_schema(conn: &mut Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+         CREATE TABLE IF NOT EXISTS events(
+             seq INTEGER PRIMARY KEY,
+             source INTEGER NOT NULL,
+             received_at INTEGER NOT NULL,
+             message_id TEXT NOT NULL,
+             user_id TEXT,
+             anonymous_id TEXT,
+             dests BLOB NOT NULL,
+             payload BLOB NOT NULL);
+         CREATE TABLE IF NOT EXISTS dedup_0(message_id TEXT PRIMARY KEY) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS dedup_1(message_id TEXT PRIMARY KEY) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS cursors(consumer TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+         CREATE TABLE IF NOT EXISTS dead_letters(
+             id INTEGER PRIMARY KEY AUTOINCREMENT,
+             dest INTEGER NOT NULL,
+             source INTEGER NOT NULL,
+             seq INTEGER NOT NULL,
+             message_id TEXT NOT NULL,
+             user_id TEXT,
+             anonymous_id TEXT,
+             received_at INTEGER NOT NULL,
+             failed_at INTEGER NOT NULL,
+             attempts INTEGER NOT NULL,
+             error TEXT NOT NULL,
+             payload BLOB NOT NULL);
+         CREATE INDEX IF NOT EXISTS dead_letters_dest ON dead_letters(dest, id);
+         CREATE TABLE IF NOT EXISTS stats(
+             bucket INTEGER NOT NULL,
+             source INTEGER NOT NULL,
+             dest INTEGER NOT NULL,
+             metric INTEGER NOT NULL,
+             reason TEXT NOT NULL,
+             n INTEGER NOT NULL,
+             PRIMARY KEY(bucket, source, dest, metric, reason)) WITHOUT ROWID;",
+    )
+}
+
+fn meta_get(conn: &Connection, key: &str) -> rusqlite::Result<Option<i64>> {
+    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()
+}
+
+fn meta_set(tx: &Transaction<'_>, key: &str, value: i64) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO meta(key, value) VALUES (?1, ?2)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![key, value])?;
+    Ok(())
+}
+
+fn encode_dests(dests: &[DestKey]) -> Vec<u8> {
+    dests.iter().flat_map(|d| d.to_le_bytes()).collect()
+}
+
+fn dests_contain(blob: &[u8], dest: DestKey) -> bool {
+    let needle = dest.to_le_bytes();
+    blob.chunks_exact(4).any(|chunk| chunk == needle)
+}
+
+/// What the writer owes callers once the transaction commits.
+enum Reply {
+    Append(oneshot::Sender<Result<Appended, LogError>>, Appended),
+    Cursor(oneshot::Sender<Result<Seq, LogError>>, Seq),
+    Removed(oneshot::Sender<Result<(), LogError>>),
+    Replay(oneshot::Sender<Result<usize, LogError>>, usize),
+}
+
+impl Reply {
+    fn fail(self, error: &LogError) {
+        let error = || LogError::Storage(error.to_string());
+        match self {
+            Reply::Append(tx, _) => drop(tx.send(Err(error()))),
+            Reply::Cursor(tx, _) => drop(tx.send(Err(error()))),
+            Reply::Removed(tx) => drop(tx.send(Err(error()))),
+            Reply::Replay(tx, _) => drop(tx.send(Err(error()))),
+        }
+    }
+
+    fn succeed(self) {
+        match self {
+            Reply::Append(tx, v) => drop(tx.send(Ok(v))),
+            Reply::Cursor(tx, v) => drop(tx.send(Ok(v))),
+            Reply::Removed(tx) => drop(tx.send(Ok(()))),
+            Reply::Replay(tx, v) => drop(tx.send(Ok(v))),
+        }
+    }
+}
+
+struct Writer {
+    conn: Connection,
+    head: Seq,
+    dedup_window_ms: i64,
+    committed: watch::Sender<Seq>,
+    last_maintenance: Instant,
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+        let mut closing: Option<oneshot::Sender<()>> = None;
+        while let Some(first) = rx.blocking_recv() {
+            let mut batch = Vec::with_capacity(64);
+            let mut weight = first.weight();
+            batch.push(first);
+            while weight < MAX_GROUP_EVENTS {
+                match rx.try_recv() {
+                    Ok(msg) => {
+                        weight += msg.weight();
+                        batch.push(msg);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let mut tick = false;
+            let mut work = Vec::with_capacity(batch.len());
+            for msg in batch {
+                match msg {
+                    Msg::Tick => tick = true,
+                    Msg::DedupWindow(ms) => self.dedup_window_ms = ms,
+                    Msg::Close(done) => closing = Some(done),
+                    #[cfg(test)]
+                    Msg::Crash => return,
+                    other => work.push(other),
+                }
+            }
+            if !work.is_empty() {
+                self.apply(work);
+            }
+            if closing.is_some() {
+                break;
+            }
+            if tick || self.last_maintenance.elapsed() > Duration::from_secs(2) {
+                self.last_maintenance = Instant::now();
+                if let Err(error) = self.maintain() {
+                    tracing::warn!(%error, "Event log maintenance failed; it will be retried.");
+                }
+            }
+        }
+        // Apply whatever is still queued, then checkpoint so the next start reads one file.
+        rx.close();
+        let mut rest = Vec::new();
+        while let Ok(msg) = rx.try_recv() {
+            match msg {
+                Msg::Tick | Msg::DedupWindow(_) => {}
+                Msg::Close(done) => drop(done.send(())),
+                #[cfg(test)]
+                Msg::Crash => return,
+                other => rest.push(other),
+            }
+        }
+        if !rest.is_empty() {
+            self.apply(rest);
+        }
+        let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+        if let Some(done) = closing {
+            let _ = done.send(());
+        }
+    }
+
+    /// Apply a group of messages in one transaction and answer them after the commit.
+    fn apply(&mut self, work: Vec<Msg>) {
+        let head_before = self.head;
+        let mut replies = Vec::with_capacity(work.len());
+        let result = (|| -> Result<(), LogError> {
+            let tx = self.conn.transaction()?;
+            let mut stats = StatsDelta::default();
+            let mut head = self.head;
+            let now = clock::now_ms();
+            let current = meta_get(&tx, "dedup_current")?.unwrap_or(0);
+            for msg in work {
+                match msg {
+                    Msg::Append { append, reply } => {
+                        let appended = append_events(&tx, &mut head, current, &append, &mut stats)?;
+                        if let Some(reply) = reply {
+                            replies.push(Reply::Append(reply, appended));
+                        }
+                    }
+                    Msg::Ack(ack) => apply_ack(&tx, &ack, now, &mut stats)?,
+                    Msg::Cursor { consumer, reply } => {
+                        let seq = register(&tx, &consumer, head)?;
+                        replies.push(Reply::Cursor(reply, seq));
+                    }
+                    Msg::RemoveConsumer {
+                        consumer,
+                        dest,
+                        reply,
+                    } => {
+                        tx.execute("DELETE FROM cursors WHERE consumer = ?1", [&consumer])?;
+                        if let Some(dest) = dest {
+                            tx.execute("DELETE FROM dead_letters WHERE dest = ?1", [dest])?;
+                        }
+                        replies.push(Reply::Removed(reply));
+                    }
+                    Msg::Replay { dest, ids, reply } => {
+                        let n = replay(&tx, &mut head, dest, ids.as_deref(), &mut stats)?;
+                        replies.push(Reply::Replay(reply, n));
+                    }
+                    _ => {}
+                }
+            }
+            stats.write(&tx)?;
+            if head != self.head {
+                meta_set(&tx, "head", head)?;
+            }
+            tx.commit()?;
+            self.head = head;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                for reply in replies {
+                    reply.succeed();
+                }
+                if self.head != head_before {
+                    self.committed.send_replace(self.head);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "Event log commit failed; the requests in this group get an error.");
+                for reply in replies {
+                    reply.fail(&error);
+                }
+            }
+        }
+    }
+
+    /// Truncate consumed rows and rotate the dedup generations.
+    fn maintain(&mut self) -> Result<(), LogError> {
+        let floor: Option<Seq> = self
+            .conn
+            .query_row("SELECT MIN(seq) FROM cursors", [], |r| r.get(0))?;
+        let floor = floor.unwrap_or(self.head).min(self.head);
+        let tx = self.conn.transaction()?;
+        let lowest: Option<Seq> = tx.query_row("SELECT MIN(seq) FROM events", [], |r| r.get(0))?;
+        if let Some(lowest) = lowest
+            && lowest <= floor
+        {
+            let upto = floor.min(lowest + TRUNCATE_CHUNK);
+            tx.execute("DELETE FROM events WHERE seq <= ?1", [upto])?;
+        }
+        let now = clock::now_ms();
+        let rotated_at = meta_get(&tx, "dedup_rotated_at")?;
+        match rotated_at {
+            None => meta_set(&tx, "dedup_rotated_at", now)?,
+            Some(at) if now - at >= self.dedup_window_ms => {
+                let current = meta_get(&tx, "dedup_current")?.unwrap_or(0);
+                let older = 1 - current;
+                tx.execute(&format!("DELETE FROM dedup_{older}"), [])?;
+                meta_set(&tx, "dedup_current", older)?;
+                meta_set(&tx, "dedup_rotated_at", now)?;
+            }
+            Some(_) => {}
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+fn append_events(
+    tx: &Transaction<'_>,
+    head: &mut Seq,
+    dedup_current: i64,
+    append: &Append,
+    stats: &mut StatsDelta,
+) -> Result<Appended, LogError> {
+    let source = append.source;
+    let at = append.received_at;
+    let mut appended = Appended::default();
+    let (check_sql, insert_sql) = if dedup_current == 0 {
+        (
+            "SELECT 1 FROM dedup_1 WHERE message_id = ?1",
+            "INSERT OR IGNORE INTO dedup_0(message_id) VALUES (?1)",
+        )
+    } else {
+        (
+            "SELECT 1 FROM dedup_0 WHERE message_id = ?1",
+            "INSERT OR IGNORE INTO dedup_1(message_id) VALUES (?1)",
+        )
+    };
+    let mut check = tx.prepare_cached(check_sql)?;
+    let mut remember = tx.prepare_cached(insert_sql)?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO events(seq, source, received_at, message_id, user_id, anonymous_id, dests, payload)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for (index, event) in append.events.iter().enumerate() {
+        let seen_before = check.exists([&event.message_id])?;
+        if seen_before || remember.execute([&event.message_id])? == 0 {
+            appended.duplicates.push(index);
+            continue;
+        }
+        *head += 1;
+        insert.execute(params![
+            *head,
+            source,
+            at,
+            event.message_id,
+            event.user_id,
+            event.anonymous_id,
+            encode_dests(&event.deliver_to),
+            event.payload
+        ])?;
+        for &dest in &event.deliver_to {
+            stats.add(at, source, dest, Metric::Routed, "", 1);
+        }
+        for &(dest, reason) in &event.filtered {
+            stats.add(at, source, dest, Metric::Filtered, reason.as_str(), 1);
+        }
+    }
+    let stored = append.events.len() - appended.duplicates.len();
+    let received = append.events.len() + append.rejected.len() + append.filtered_at_source as usize;
+    stats.add(at, source, NO_DEST, Metric::Received, "", received as i64);
+    stats.add(at, source, NO_DEST, Metric::Accepted, "", stored as i64);
+    stats.add(
+        at,
+        source,
+        NO_DEST,
+        Metric::Duplicate,
+        "",
+        appended.duplicates.len() as i64,
+    );
+    stats.add(
+        at,
+        source,
+        NO_DEST,
+        Metric::FilteredAtSource,
+        "",
+        i64::from(append.filtered_at_source),
+    );
+    for code in &append.rejected {
+        stats.add(at, source, NO_DEST, Metric::FailedOnIngest, code, 1);
+    }
+    appended.last_seq = *head;
+    Ok(appended)
+}
+
+fn apply_ack(
+    tx: &Transaction<'_>,
+    ack: &Ack,
+    now: i64,
+    stats: &mut StatsDelta,
+) -> Result<(), LogError> {
+    let name = ack.consumer.name();
+    let exists = tx
+        .prepare_cached("UPDATE cursors SET seq = MAX(seq, ?2) WHERE consumer = ?1")?
+        .execute(params![name, ack.upto])?
+        > 0;
+    // A removed consumer's late ack must not resurrect counters or dead letters.
+    if !exists {
+        return Ok(());
+    }
+    let Consumer::Destination(dest) = ack.consumer else {
+        return Ok(());
+    };
+    for &(source, received_at) in &ack.delivered {
+        stats.add(received_at, source, dest, Metric::Delivered, "", 1);
+    }
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO dead_letters(dest, source, seq, message_id, user_id, anonymous_id,
+                                  received_at, failed_at, attempts, error, payload)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?;
+    for dead in &ack.dead {
+        let r = &dead.record;
+        insert.execute(params![
+            dest,
+            r.source,
+            r.seq,
+            r.message_id,
+            r.user_id,
+            r.anonymous_id,
+            r.received_at,
+            now,
+            dead.attempts,
+            dead.error,
+            r.payload
+        ])?;
+        stats.add(r.received_at, r.source, dest, Metric::Dead, "", 1);
+    }
+    Ok(())
+}
+
+fn register(tx: &Transaction<'_>, consumer: &str, head: Seq) -> Result<Seq, LogError> {
+    tx.execute(
+        "INSERT OR IGNORE INTO cursors(consumer, seq) VALUES (?1, ?2)",
+        params![consumer, head],
+    )?;
+    Ok(tx.query_row(
+        "SELECT seq FROM cursors WHERE consumer = ?1",
+        [consumer],
+        |r| r.get(0),
+    )?)
+}
+
+fn replay(
+    tx: &Transaction<'_>,
+    head: &mut Seq,
+    dest: DestKey,
+    ids: Option<&[i64]>,
+    stats: &mut StatsDelta,
+) -> Result<usize, LogError> {
+    type Row = (
+        i64,
+        u32,
+        i64,
+        String,
+        Option<String>,
+        Option<String>,
+        Vec<u8>,
+    );
+    let read = |row: &rusqlite::Row<'_>| -> rusqlite::Result<Row> {
+        Ok((
+            row.get(0)?,
+            row.get(1)?,
+            row.get(2)?,
+            row.get(3)?,
+            row.get(4)?,
+            row.get(5)?,
+            row.get(6)?,
+        ))
+    };
+    let columns = "id, source, received_at, message_id, user_id, anonymous_id, payload";
+    let rows: Vec<Row> = match ids {
+        None => tx
+            .prepare(&format!(
+                "SELECT {columns} FROM dead_letters WHERE dest = ?1 ORDER BY id"
+            ))?
+            .query_map([dest], read)?
+            .collect::<Result<_, _>>()?,
+        Some(ids) => {
+            let mut stmt = tx.prepare(&format!(
+                "SELECT {columns} FROM dead_letters WHERE dest = ?1 AND id = ?2"
+            ))?;
+            let mut rows = Vec::new();
+            for id in ids {
+                if let Some(row) = stmt.query_row(params![dest, id], read).optional()? {
+                    rows.push(row);
+                }
+            }
+            rows.sort_by_key(|r| r.0);
+            rows
+        }
+    };
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO events(seq, source, received_at, message_id, user_id, anonymous_id, dests, payload)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    let mut delete = tx.prepare_cached("DELETE FROM dead_letters WHERE id = ?1")?;
+    let dests = encode_dests(&[dest]);
+    for (id, source, received_at, message_id, user_id, anonymous_id, payload) in &rows {
+        *head += 1;
+        insert.execute(params![
+            *head,
+            source,
+            received_at,
+            message_id,
+            user_id,
+            anonymous_id,
+            dests,
+            payload
+        ])?;
+        delete.execute([id])?;
+        // Back from dead to in flight: routed stays, dead goes down.
+        stats.add(*received_at, *source, dest, Metric::Dead, "", -1);
+    }
+    Ok(rows.len())
+}
+
+/// Read-only connections for consumers, reused across reads.
+struct ReaderPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReaderPool {
+    async fn with<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Connection) -> Result<T, LogError> + Send + 'static,
+    ) -> Result<T, LogError> {
+        let pool = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let conn = match pool.idle.lock().expect("reader pool lock").pop() {
+                Some(conn) => conn,
+                None => {
+                    let conn = Connection::open_with_flags(
+                        &pool.path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )?;
+                    conn.busy_timeout(Duration::from_secs(30))?;
+                    conn
+                }
+            };
+            let result = f(&conn);
+            pool.idle.lock().expect("reader pool lock").push(conn);
+            result
+        })
+        .await
+        .map_err(|e| LogError::Storage(format!("reader task failed: {e}")))?
+    }
+}
+
+fn read_page(
+    conn: &Connection,
+    consumer: &Consumer,
+    after: Seq,
+    limit: usize,
+) -> Result<Page, LogError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, source, received_at, message_id, user_id, anonymous_id, dests, payload
+         FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    // Scan more rows than we return, so a destination that receives few events still moves
+    // quickly through a log full of other destinations' events.
+    let scan = (limit * 4).max(256) as i64;
+    let mut rows = stmt.query(params![after, scan])?;
+    let mut page = Page {
+        records: Vec::new(),
+        scanned_to: after,
+    };
+    while let Some(row) = rows.next()? {
+        let seq: Seq = row.get(0)?;
+        let wanted = match consumer {
+            Consumer::Destination(dest) => dests_contain(
+                row.get_ref(6)?.as_blob().map_err(rusqlite::Error::from)?,
+                *dest,
+            ),
+            Consumer::Internal(_) => true,
+        };
+        if wanted {
+            page.records.push(Record {
+                seq,
+                source: row.get(1)?,
+                received_at: row.get(2)?,
+                message_id: row.get(3)?,
+                user_id: row.get(4)?,
+                anonymous_id: row.get(5)?,
+                payload: row.get(7)?,
+            });
+        }
+        page.scanned_to = seq;
+        if page.records.len() >= limit {
+            break;
+        }
+    }
+    Ok(page)
+}
+
+#[async_trait]
+impl EventLog for SqliteLog {
+    async fn append(&self, append: Append) -> Result<Appended, LogError> {
+        self.request(|reply| Msg::Append {
+            append,
+            reply: Some(reply),
+        })
+        .await
+    }
+
+    fn count_only(&self, append: Append) {
+        let _ = self.send(Msg::Append {
+            append,
+            reply: None,
+        });
+    }
+
+    async fn read(&self, consumer: &Consumer, after: Seq, limit: usize) -> Result<Page, LogError> {
+        let consumer = consumer.clone();
+        self.readers
+            .with(move |conn| read_page(conn, &consumer, after, limit))
+            .await
+    }
+
+    fn ack(&self, ack: Ack) {
+        let _ = self.send(Msg::Ack(ack));
+    }
+
+    async fn cursor(&self, consumer: &Consumer) -> Result<Seq, LogError> {
+        let consumer = consumer.name();
+        self.request(|reply| Msg::Cursor { consumer, reply }).await
+    }
+
+    async fn remove_consumer(&self, consumer: &Consumer) -> Result<(), LogError> {
+        let dest = match consumer {
+            Consumer::Destination(key) => Some(*key),
+            Consumer::Internal(_) => None,
+        };
+        let consumer = consumer.name();
+        self.request(|reply| Msg::RemoveConsumer {
+            consumer,
+            dest,
+            reply,
+        })
+        .await
+    }
+
+    fn committed(&self) -> watch::Receiver<Seq> {
+        self.committed.clone()
+    }
+
+    fn set_dedup_window(&self, window_ms: i64) {
+        let _ = self.send(Msg::DedupWindow(window_ms));
+    }
+
+    async fn dead_letters(
+        &self,
+        dest: DestKey,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredDeadLetter>, LogError> {
+        self.readers
+            .with(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id, source, message_id, received_at, failed_at, attempts, error, payload
+                     FROM dead_letters WHERE dest = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+                )?;
+                let rows = stmt.query_map(params![dest, after_id, limit as i64], |row| {
+                    Ok(StoredDeadLetter {
+                        id: row.get(0)?,
+                        source: row.get(1)?,
+                        message_id: row.get(2)?,
+                        received_at: row.get(3)?,
+                        failed_at: row.get(4)?,
+                        attempts: row.get(5)?,
+                        error: row.get(6)?,
+                        payload: row.get(7)?,
+                    })
+                })?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await
+    }
+
+    async fn replay_dead_letters(
+        &self,
+        dest: DestKey,
+        ids: Option<Vec<i64>>,
+    ) -> Result<usize, LogError> {
+        self.request(|reply| Msg::Replay { dest, ids, reply }).await
+    }
+
+    async fn overview(&self, query: OverviewQuery) -> Result<Overview, LogError> {
+        self.readers
+            .with(move |conn| stats::query(conn, &query).map_err(LogError::from))
+            .await
+    }
+
+    async fn close(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.send(Msg::Close(done)).is_ok() {
+            let _ = wait.await;
+        }
+        let handle = self.writer.lock().expect("writer lock").take();
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+}
+
+impl Drop for SqliteLog {
+    fn drop(&mut self) {
+        // Without an explicit close, the writer still drains and stops on its own thread (and
+        // the ticker stops when the writer is gone).
+        let (done, _) = oneshot::channel();
+        let _ = self.tx.send(Msg::Close(done));
+    }
+}

@@ -1,6 +1,12 @@
 //! Sluice: a self-hosted, consent-enforcing customer-event router, wire-compatible with Segment.
 pub mod api;
+pub mod app;
 pub mod clock;
+pub mod config;
 pub mod consent;
+pub mod delivery;
+pub mod destinations;
+pub mod error;
 pub mod log;
+pub mod router;
 pub mod store;

@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::model::{validate_category_id, validate_category_name};
-use super::{Category, ControlStore, StoreError, StoreResult, conflict_on_unique};
+use super::{Actor, Category, ControlStore, StoreError, StoreResult, audit, conflict_on_unique};
 use crate::clock;
 use crate::consent::MAX_CATEGORIES;
 
@@ -107,6 +107,39 @@ fn set_mappings(
     Ok(())
 }
 
+/// One audit entry per mapping created or removed between two states of a category.
+fn record_mapping_changes(
+    tx: &Transaction<'_>,
+    actor: &Actor,
+    category: &str,
+    before: &[String],
+    after: &[String],
+) -> StoreResult<()> {
+    for dest in after.iter().filter(|d| !before.contains(d)) {
+        audit::record(
+            tx,
+            actor,
+            "mapping.created",
+            "category",
+            category,
+            None,
+            Some(serde_json::json!({"category": category, "destination": dest})),
+        )?;
+    }
+    for dest in before.iter().filter(|d| !after.contains(d)) {
+        audit::record(
+            tx,
+            actor,
+            "mapping.removed",
+            "category",
+            category,
+            Some(serde_json::json!({"category": category, "destination": dest})),
+            None,
+        )?;
+    }
+    Ok(())
+}
+
 fn unique_violation(detail: &str) -> String {
     if detail.contains("name_folded") {
         "a consent category with this name already exists (names are compared ignoring case)".into()
@@ -125,9 +158,10 @@ impl ControlStore {
         self.call(move |conn| get(conn, &id)).await
     }
 
-    pub async fn create_category(&self, new: NewCategory) -> StoreResult<Category> {
+    pub async fn create_category(&self, new: NewCategory, actor: &Actor) -> StoreResult<Category> {
         validate_category_id(&new.id)?;
         validate_category_name(&new.name)?;
+        let actor = actor.clone();
         self.call(move |conn| {
             let tx = conn.transaction()?;
             let count: i64 = tx.query_row("SELECT COUNT(*) FROM categories", [], |r| r.get(0))?;
@@ -144,6 +178,8 @@ impl ControlStore {
             let key = tx.last_insert_rowid();
             set_mappings(&tx, key, &new.destinations)?;
             let created = get(&tx, &new.id)?;
+            audit::record(&tx, &actor, "category.created", "category", &created.id, None, Some(created.audit_json()))?;
+            record_mapping_changes(&tx, &actor, &created.id, &[], &created.destinations)?;
             tx.commit()?;
             Ok(created)
         })
@@ -155,6 +191,7 @@ impl ControlStore {
         &self,
         id: &str,
         patch: CategoryPatch,
+        actor: &Actor,
     ) -> StoreResult<(Category, Category)> {
         if let Some(new_id) = &patch.id {
             validate_category_id(new_id)?;
@@ -163,6 +200,7 @@ impl ControlStore {
             validate_category_name(name)?;
         }
         let id = id.to_owned();
+        let actor = actor.clone();
         self.call(move |conn| {
             let tx = conn.transaction()?;
             let before = get(&tx, &id)?;
@@ -178,6 +216,24 @@ impl ControlStore {
                 set_mappings(&tx, key, destinations)?;
             }
             let after = get(&tx, &new_id)?;
+            if before.id != after.id || before.name != after.name {
+                audit::record(
+                    &tx,
+                    &actor,
+                    "category.modified",
+                    "category",
+                    &after.id,
+                    Some(before.audit_json()),
+                    Some(after.audit_json()),
+                )?;
+            }
+            record_mapping_changes(
+                &tx,
+                &actor,
+                &after.id,
+                &before.destinations,
+                &after.destinations,
+            )?;
             tx.commit()?;
             Ok((before, after))
         })
@@ -190,8 +246,10 @@ impl ControlStore {
         id: &str,
         enabled: bool,
         confirm_name: Option<String>,
+        actor: &Actor,
     ) -> StoreResult<(Category, Category)> {
         let id = id.to_owned();
+        let actor = actor.clone();
         self.call(move |conn| {
             let tx = conn.transaction()?;
             let before = get(&tx, &id)?;
@@ -206,17 +264,46 @@ impl ControlStore {
                 params![id, enabled],
             )?;
             let after = get(&tx, &id)?;
+            if before.enabled != after.enabled {
+                let action = if enabled {
+                    "category.enabled"
+                } else {
+                    "category.disabled"
+                };
+                audit::record(
+                    &tx,
+                    &actor,
+                    action,
+                    "category",
+                    &id,
+                    Some(before.audit_json()),
+                    Some(after.audit_json()),
+                )?;
+            }
             tx.commit()?;
             Ok((before, after))
         })
         .await
     }
 
-    pub async fn delete_category(&self, id: &str) -> StoreResult<Category> {
+    pub async fn delete_category(&self, id: &str, actor: &Actor) -> StoreResult<Category> {
         let id = id.to_owned();
+        let actor = actor.clone();
         self.call(move |conn| {
-            let before = get(conn, &id)?;
-            conn.execute("DELETE FROM categories WHERE id = ?1", [&id])?;
+            let tx = conn.transaction()?;
+            let before = get(&tx, &id)?;
+            record_mapping_changes(&tx, &actor, &id, &before.destinations, &[])?;
+            tx.execute("DELETE FROM categories WHERE id = ?1", [&id])?;
+            audit::record(
+                &tx,
+                &actor,
+                "category.deleted",
+                "category",
+                &id,
+                Some(before.audit_json()),
+                None,
+            )?;
+            tx.commit()?;
             Ok(before)
         })
         .await

@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::model::validate_name;
-use super::{ControlStore, Destination, StoreError, StoreResult, new_id};
+use super::{Actor, ControlStore, Destination, StoreError, StoreResult, audit, new_id};
 use crate::clock;
 
 #[derive(Debug, Clone)]
@@ -86,12 +86,18 @@ impl ControlStore {
         self.call(move |conn| get(conn, &id)).await
     }
 
-    pub async fn create_destination(&self, new: NewDestination) -> StoreResult<Destination> {
+    pub async fn create_destination(
+        &self,
+        new: NewDestination,
+        actor: &Actor,
+    ) -> StoreResult<Destination> {
         validate_name("destination", &new.name)?;
         validate_integration(&new.integration)?;
+        let actor = actor.clone();
         self.call(move |conn| {
+            let tx = conn.transaction()?;
             let id = new_id("dst", 12);
-            conn.execute(
+            tx.execute(
                 "INSERT INTO destinations(id, name, integration, type, settings, enabled, enforce_consent, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
@@ -105,7 +111,10 @@ impl ControlStore {
                     clock::now_ms()
                 ],
             )?;
-            get(conn, &id)
+            let created = get(&tx, &id)?;
+            audit::record(&tx, &actor, "destination.created", "destination", &id, None, Some(created.audit_json()))?;
+            tx.commit()?;
+            Ok(created)
         })
         .await
     }
@@ -114,6 +123,7 @@ impl ControlStore {
         &self,
         id: &str,
         patch: DestinationPatch,
+        actor: &Actor,
     ) -> StoreResult<(Destination, Destination)> {
         if let Some(name) = &patch.name {
             validate_name("destination", name)?;
@@ -122,6 +132,7 @@ impl ControlStore {
             validate_integration(integration)?;
         }
         let id = id.to_owned();
+        let actor = actor.clone();
         self.call(move |conn| {
             let tx = conn.transaction()?;
             let before = get(&tx, &id)?;
@@ -137,6 +148,10 @@ impl ControlStore {
                 "UPDATE destinations SET name = ?2, integration = ?3, settings = ?4, enabled = ?5, enforce_consent = ?6 WHERE id = ?1",
                 params![id, after.name, after.integration, after.settings.to_string(), after.enabled, after.enforce_consent],
             )?;
+            if before != after {
+                audit::record(&tx, &actor, "destination.updated", "destination", &id,
+                    Some(before.audit_json()), Some(after.audit_json()))?;
+            }
             tx.commit()?;
             Ok((before, after))
         })
@@ -144,11 +159,27 @@ impl ControlStore {
     }
 
     /// Delete a destination and its category mappings.
-    pub async fn delete_destination(&self, id: &str) -> StoreResult<Destination> {
+    pub async fn delete_destination(&self, id: &str, actor: &Actor) -> StoreResult<Destination> {
         let id = id.to_owned();
+        let actor = actor.clone();
         self.call(move |conn| {
-            let before = get(conn, &id)?;
-            conn.execute("DELETE FROM destinations WHERE id = ?1", [&id])?;
+            let tx = conn.transaction()?;
+            let before = get(&tx, &id)?;
+            // Mappings go with the destination; each removal is its own audit entry.
+            let mapped: Vec<String> = tx
+                .prepare(
+                    "SELECT c.id FROM category_destinations cd JOIN categories c ON c.key = cd.category_key
+                     WHERE cd.destination_key = ?1 ORDER BY c.id",
+                )?
+                .query_map([before.key], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            for category in &mapped {
+                audit::record(&tx, &actor, "mapping.removed", "category", category, 
+                    Some(serde_json::json!({"category": category, "destination": id})), None)?;
+            }
+            tx.execute("DELETE FROM destinations WHERE id = ?1", [&id])?;
+            audit::record(&tx, &actor, "destination.deleted", "destination", &id, Some(before.audit_json()), None)?;
+            tx.commit()?;
             Ok(before)
         })
         .await

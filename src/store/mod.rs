@@ -11,6 +11,7 @@
 //!
 //! Schema changes are numbered migrations applied at start-up (`PRAGMA user_version`).
 
+pub mod audit;
 mod categories;
 mod destinations;
 mod model;
@@ -25,6 +26,7 @@ use std::time::Duration;
 use rand::Rng;
 use rusqlite::Connection;
 
+pub use audit::{Actor, AuditEntry, AuditQuery};
 pub use categories::{CategoryPatch, NewCategory};
 pub use destinations::{DestinationPatch, NewDestination};
 pub use model::{
@@ -114,7 +116,18 @@ const MIGRATIONS: &[&str] = &[
          prefix TEXT NOT NULL,
          created_at INTEGER NOT NULL,
          last_used_at INTEGER,
-         revoked_at INTEGER);",
+         revoked_at INTEGER);
+     CREATE TABLE audit(
+         id INTEGER PRIMARY KEY AUTOINCREMENT,
+         at INTEGER NOT NULL,
+         actor_id TEXT NOT NULL,
+         actor_label TEXT NOT NULL,
+         action TEXT NOT NULL,
+         resource_type TEXT NOT NULL,
+         resource_id TEXT NOT NULL,
+         before TEXT,
+         after TEXT);
+     CREATE INDEX audit_at ON audit(at);",
 ];
 
 impl ControlStore {
@@ -161,6 +174,19 @@ impl ControlStore {
             Ok(data)
         })
         .await
+    }
+}
+
+impl ControlStore {
+    /// Audit entries, newest first.
+    pub async fn audit(&self, query: AuditQuery) -> StoreResult<Vec<AuditEntry>> {
+        self.call(move |conn| audit::query(conn, &query)).await
+    }
+
+    /// Delete audit entries older than `older_than_ms` (retention). Returns how many.
+    pub async fn prune_audit(&self, older_than_ms: i64) -> StoreResult<usize> {
+        self.call(move |conn| audit::prune(conn, older_than_ms))
+            .await
     }
 }
 

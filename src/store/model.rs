@@ -110,6 +110,84 @@ pub struct ConfigData {
     pub categories: Vec<Category>,
 }
 
+impl Workspace {
+    pub fn audit_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "missingConsentPolicy": policy_str(self.missing_consent_policy),
+            "multiCategoryRule": rule_str(self.multi_category_rule),
+            "dedupWindowHours": self.dedup_window_hours,
+        })
+    }
+}
+
+impl Source {
+    /// The write key as non-owners and the audit trail see it.
+    pub fn masked_write_key(&self) -> String {
+        let head: String = self.write_key.chars().take(4).collect();
+        format!("{head}…")
+    }
+
+    pub fn audit_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "name": self.name,
+            "writeKey": self.masked_write_key(),
+            "enabled": self.enabled,
+            "rateLimitPerSecond": self.rate_limit_per_second,
+            "missingConsentPolicy": self.missing_consent_policy.map(policy_str),
+        })
+    }
+}
+
+impl Destination {
+    pub fn audit_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "name": self.name,
+            "integration": self.integration,
+            "type": self.kind,
+            "settings": crate::destinations::redact_settings(&self.kind, &self.settings),
+            "enabled": self.enabled,
+            "enforceConsent": self.enforce_consent,
+        })
+    }
+}
+
+impl Category {
+    pub fn audit_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "name": self.name,
+            "enabled": self.enabled,
+            "destinations": self.destinations,
+        })
+    }
+}
+
+impl User {
+    pub fn audit_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "email": self.email,
+            "name": self.name,
+            "role": self.role.as_str(),
+            "hasPassword": self.has_password,
+        })
+    }
+}
+
+impl Token {
+    pub fn audit_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "userId": self.user_id,
+            "name": self.name,
+            "prefix": self.prefix,
+            "revoked": self.revoked_at.is_some(),
+        })
+    }
+}
+
 /// Category ids are the keys of `categoryPreferences`: 1–34 characters, case-sensitive, not
 /// starting with a digit, no whitespace or control characters (SPEC §1).
 pub fn validate_category_id(id: &str) -> StoreResult<()> {

@@ -4,7 +4,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::model::{parse_policy, policy_str, validate_name};
 use super::{
-    ControlStore, Source, StoreError, StoreResult, conflict_on_unique, new_id, new_secret,
+    Actor, ControlStore, Source, StoreError, StoreResult, audit, conflict_on_unique, new_id,
+    new_secret,
 };
 use crate::clock;
 use crate::consent::MissingConsentPolicy;
@@ -84,7 +85,7 @@ impl ControlStore {
         self.call(move |conn| get(conn, &id)).await
     }
 
-    pub async fn create_source(&self, new: NewSource) -> StoreResult<Source> {
+    pub async fn create_source(&self, new: NewSource, actor: &Actor) -> StoreResult<Source> {
         validate_name("source", &new.name)?;
         validate_rate(new.rate_limit_per_second)?;
         if let Some(key) = &new.write_key
@@ -94,10 +95,12 @@ impl ControlStore {
                 "a write key must be 16 to 128 printable ASCII characters".into(),
             ));
         }
+        let actor = actor.clone();
         self.call(move |conn| {
+            let tx = conn.transaction()?;
             let id = new_id("src", 12);
             let write_key = new.write_key.unwrap_or_else(|| new_secret(WRITE_KEY_LEN));
-            conn.execute(
+            tx.execute(
                 "INSERT INTO sources(id, name, write_key, enabled, rate_limit_per_second, missing_consent_policy, created_at)
                  VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6)",
                 params![
@@ -110,7 +113,10 @@ impl ControlStore {
                 ],
             )
             .map_err(|e| conflict_on_unique(e, |_| "a source with this write key already exists".into()))?;
-            get(conn, &id)
+            let created = get(&tx, &id)?;
+            audit::record(&tx, &actor, "source.created", "source", &id, None, Some(created.audit_json()))?;
+            tx.commit()?;
+            Ok(created)
         })
         .await
     }
@@ -120,6 +126,7 @@ impl ControlStore {
         &self,
         id: &str,
         patch: SourcePatch,
+        actor: &Actor,
     ) -> StoreResult<(Source, Source)> {
         if let Some(name) = &patch.name {
             validate_name("source", name)?;
@@ -128,6 +135,7 @@ impl ControlStore {
             validate_rate(rate)?;
         }
         let id = id.to_owned();
+        let actor = actor.clone();
         self.call(move |conn| {
             let tx = conn.transaction()?;
             let before = get(&tx, &id)?;
@@ -148,17 +156,33 @@ impl ControlStore {
                     after.missing_consent_policy.map(policy_str)
                 ],
             )?;
+            if before != after {
+                audit::record(&tx, &actor, "source.updated", "source", &id,
+                    Some(before.audit_json()), Some(after.audit_json()))?;
+            }
             tx.commit()?;
             Ok((before, after))
         })
         .await
     }
 
-    pub async fn delete_source(&self, id: &str) -> StoreResult<Source> {
+    pub async fn delete_source(&self, id: &str, actor: &Actor) -> StoreResult<Source> {
         let id = id.to_owned();
+        let actor = actor.clone();
         self.call(move |conn| {
-            let before = get(conn, &id)?;
-            conn.execute("DELETE FROM sources WHERE id = ?1", [&id])?;
+            let tx = conn.transaction()?;
+            let before = get(&tx, &id)?;
+            tx.execute("DELETE FROM sources WHERE id = ?1", [&id])?;
+            audit::record(
+                &tx,
+                &actor,
+                "source.deleted",
+                "source",
+                &id,
+                Some(before.audit_json()),
+                None,
+            )?;
+            tx.commit()?;
             Ok(before)
         })
         .await

@@ -3,6 +3,13 @@
 use super::*;
 use crate::consent::MissingConsentPolicy;
 
+fn me() -> Actor {
+    Actor {
+        id: "usr_test".into(),
+        label: "test@example.com".into(),
+    }
+}
+
 fn store() -> (tempfile::TempDir, ControlStore) {
     let dir = tempfile::tempdir().unwrap();
     let store = ControlStore::open(&dir.path().join("control.db")).unwrap();
@@ -48,14 +55,23 @@ fn category_id_rules() {
 #[tokio::test]
 async fn categories_map_destinations_and_enforce_uniqueness() {
     let (_dir, store) = store();
-    let fb = store.create_destination(dest("Facebook")).await.unwrap();
-    let amp = store.create_destination(dest("Amplitude")).await.unwrap();
+    let fb = store
+        .create_destination(dest("Facebook"), &me())
+        .await
+        .unwrap();
+    let amp = store
+        .create_destination(dest("Amplitude"), &me())
+        .await
+        .unwrap();
     let ad = store
-        .create_category(NewCategory {
-            id: "ad".into(),
-            name: "Advertising".into(),
-            destinations: vec![fb.id.clone()],
-        })
+        .create_category(
+            NewCategory {
+                id: "ad".into(),
+                name: "Advertising".into(),
+                destinations: vec![fb.id.clone()],
+            },
+            &me(),
+        )
         .await
         .unwrap();
     assert_eq!(ad.destinations, vec![fb.id.clone()]);
@@ -63,28 +79,37 @@ async fn categories_map_destinations_and_enforce_uniqueness() {
 
     // Same id, or same name ignoring case: conflict.
     let dup_id = store
-        .create_category(NewCategory {
-            id: "ad".into(),
-            name: "Other".into(),
-            destinations: vec![],
-        })
+        .create_category(
+            NewCategory {
+                id: "ad".into(),
+                name: "Other".into(),
+                destinations: vec![],
+            },
+            &me(),
+        )
         .await;
     assert!(matches!(dup_id, Err(StoreError::Conflict(m)) if m.contains("id")));
     let dup_name = store
-        .create_category(NewCategory {
-            id: "ads".into(),
-            name: "ADVERTISING".into(),
-            destinations: vec![],
-        })
+        .create_category(
+            NewCategory {
+                id: "ads".into(),
+                name: "ADVERTISING".into(),
+                destinations: vec![],
+            },
+            &me(),
+        )
         .await;
     assert!(matches!(dup_name, Err(StoreError::Conflict(m)) if m.contains("name")));
     // Unknown destination ids are named.
     let unknown = store
-        .create_category(NewCategory {
-            id: "x".into(),
-            name: "X".into(),
-            destinations: vec!["dst_nope".into()],
-        })
+        .create_category(
+            NewCategory {
+                id: "x".into(),
+                name: "X".into(),
+                destinations: vec!["dst_nope".into()],
+            },
+            &me(),
+        )
         .await;
     assert!(matches!(unknown, Err(StoreError::Invalid(m)) if m.contains("dst_nope")));
     assert_eq!(
@@ -102,6 +127,7 @@ async fn categories_map_destinations_and_enforce_uniqueness() {
                 name: None,
                 destinations: Some(vec![amp.id.clone(), fb.id.clone()]),
             },
+            &me(),
         )
         .await
         .unwrap();
@@ -114,27 +140,29 @@ async fn categories_map_destinations_and_enforce_uniqueness() {
     // Disabling needs the exact name.
     assert!(matches!(
         store
-            .set_category_enabled("C0004", false, Some("advertising".into()))
+            .set_category_enabled("C0004", false, Some("advertising".into()), &me())
             .await,
         Err(StoreError::Invalid(_))
     ));
     assert!(matches!(
-        store.set_category_enabled("C0004", false, None).await,
+        store
+            .set_category_enabled("C0004", false, None, &me())
+            .await,
         Err(StoreError::Invalid(_))
     ));
     let (_, disabled) = store
-        .set_category_enabled("C0004", false, Some("Advertising".into()))
+        .set_category_enabled("C0004", false, Some("Advertising".into()), &me())
         .await
         .unwrap();
     assert!(!disabled.enabled);
     let (_, enabled) = store
-        .set_category_enabled("C0004", true, None)
+        .set_category_enabled("C0004", true, None, &me())
         .await
         .unwrap();
     assert!(enabled.enabled);
 
     // Deleting a destination removes it from mappings.
-    store.delete_destination(&fb.id).await.unwrap();
+    store.delete_destination(&fb.id, &me()).await.unwrap();
     assert_eq!(
         store.category("C0004").await.unwrap().destinations,
         vec![amp.id.clone()]
@@ -144,9 +172,9 @@ async fn categories_map_destinations_and_enforce_uniqueness() {
 #[tokio::test]
 async fn destination_keys_are_never_reused() {
     let (_dir, store) = store();
-    let a = store.create_destination(dest("A")).await.unwrap();
-    store.delete_destination(&a.id).await.unwrap();
-    let b = store.create_destination(dest("B")).await.unwrap();
+    let a = store.create_destination(dest("A"), &me()).await.unwrap();
+    store.delete_destination(&a.id, &me()).await.unwrap();
+    let b = store.create_destination(dest("B"), &me()).await.unwrap();
     assert!(
         b.key > a.key,
         "old log entries addressed to {} must not reach {}",
@@ -159,12 +187,15 @@ async fn destination_keys_are_never_reused() {
 async fn sources_and_workspace() {
     let (_dir, store) = store();
     let s = store
-        .create_source(NewSource {
-            name: "Web".into(),
-            rate_limit_per_second: Some(10),
-            missing_consent_policy: None,
-            write_key: None,
-        })
+        .create_source(
+            NewSource {
+                name: "Web".into(),
+                rate_limit_per_second: Some(10),
+                missing_consent_policy: None,
+                write_key: None,
+            },
+            &me(),
+        )
         .await
         .unwrap();
     assert_eq!(s.write_key.len(), 32);
@@ -177,6 +208,7 @@ async fn sources_and_workspace() {
                 missing_consent_policy: Some(Some(MissingConsentPolicy::Deny)),
                 ..SourcePatch::default()
             },
+            &me(),
         )
         .await
         .unwrap();
@@ -187,29 +219,38 @@ async fn sources_and_workspace() {
     );
     assert!(matches!(
         store
-            .create_source(NewSource {
-                name: "".into(),
-                rate_limit_per_second: None,
-                missing_consent_policy: None,
-                write_key: None
-            })
+            .create_source(
+                NewSource {
+                    name: "".into(),
+                    rate_limit_per_second: None,
+                    missing_consent_policy: None,
+                    write_key: None
+                },
+                &me()
+            )
             .await,
         Err(StoreError::Invalid(_))
     ));
     let (_, ws) = store
-        .update_workspace(WorkspacePatch {
-            dedup_window_hours: Some(48),
-            ..Default::default()
-        })
+        .update_workspace(
+            WorkspacePatch {
+                dedup_window_hours: Some(48),
+                ..Default::default()
+            },
+            &me(),
+        )
         .await
         .unwrap();
     assert_eq!(ws.dedup_window_hours, 48);
     assert!(
         store
-            .update_workspace(WorkspacePatch {
-                dedup_window_hours: Some(0),
-                ..Default::default()
-            })
+            .update_workspace(
+                WorkspacePatch {
+                    dedup_window_hours: Some(0),
+                    ..Default::default()
+                },
+                &me()
+            )
             .await
             .is_err()
     );
@@ -247,7 +288,10 @@ async fn tokens_are_hashed_and_revocable() {
     assert!(!hay.windows(secret.len()).any(|w| w == secret.as_bytes()));
 
     let store = ControlStore::open(&dir.path().join("control.db")).unwrap();
-    store.revoke_token(&owner.id, &token.id).await.unwrap();
+    store
+        .revoke_token(&owner.id, &token.id, &me())
+        .await
+        .unwrap();
     assert!(store.authenticate_token(&secret).await.unwrap().is_none());
     // The last owner cannot be demoted or deleted.
     assert!(matches!(
@@ -257,13 +301,117 @@ async fn tokens_are_hashed_and_revocable() {
                 UserPatch {
                     role: Some(Role::Viewer),
                     ..Default::default()
-                }
+                },
+                &me()
             )
             .await,
         Err(StoreError::Conflict(_))
     ));
     assert!(matches!(
-        store.delete_user(&owner.id).await,
+        store.delete_user(&owner.id, &me()).await,
         Err(StoreError::Conflict(_))
     ));
+}
+
+#[tokio::test]
+async fn every_change_is_audited_with_distinct_category_actions() {
+    let (_dir, store) = store();
+    let fb = store
+        .create_destination(dest("Facebook"), &me())
+        .await
+        .unwrap();
+    let amp = store
+        .create_destination(dest("Amplitude"), &me())
+        .await
+        .unwrap();
+    store
+        .create_category(
+            NewCategory {
+                id: "ad".into(),
+                name: "Advertising".into(),
+                destinations: vec![fb.id.clone()],
+            },
+            &me(),
+        )
+        .await
+        .unwrap();
+    store
+        .update_category(
+            "ad",
+            CategoryPatch {
+                name: Some("Ads".into()),
+                destinations: Some(vec![amp.id.clone()]),
+                ..Default::default()
+            },
+            &me(),
+        )
+        .await
+        .unwrap();
+    store
+        .set_category_enabled("ad", false, Some("Ads".into()), &me())
+        .await
+        .unwrap();
+    store
+        .set_category_enabled("ad", true, None, &me())
+        .await
+        .unwrap();
+    store.delete_category("ad", &me()).await.unwrap();
+    let entries = store
+        .audit(AuditQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let actions: Vec<&str> = entries.iter().rev().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        vec![
+            "destination.created",
+            "destination.created",
+            "category.created",
+            "mapping.created",
+            "category.modified",
+            "mapping.created",
+            "mapping.removed",
+            "category.disabled",
+            "category.enabled",
+            "mapping.removed",
+            "category.deleted",
+        ]
+    );
+    assert!(entries.iter().all(|e| e.actor == me()));
+    // A failed change leaves no entry.
+    let before = entries.len();
+    let _ = store
+        .create_category(
+            NewCategory {
+                id: "0bad".into(),
+                name: "x".into(),
+                destinations: vec![],
+            },
+            &me(),
+        )
+        .await;
+    assert_eq!(
+        store
+            .audit(AuditQuery {
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .len(),
+        before
+    );
+    // Filters.
+    let mapping = store
+        .audit(AuditQuery {
+            action: Some("mapping.removed".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(mapping.len(), 2);
 }

@@ -5,8 +5,8 @@ use sha2::{Digest, Sha256};
 
 use super::model::validate_name;
 use super::{
-    ControlStore, Role, StoreError, StoreResult, Token, User, conflict_on_unique, new_id,
-    new_secret,
+    Actor, ControlStore, Role, StoreError, StoreResult, Token, User, audit, conflict_on_unique,
+    new_id, new_secret,
 };
 use crate::clock;
 
@@ -121,26 +121,37 @@ impl ControlStore {
             .await
     }
 
-    pub async fn create_user(&self, new: NewUser) -> StoreResult<User> {
+    pub async fn create_user(&self, new: NewUser, actor: &Actor) -> StoreResult<User> {
         validate_email(&new.email)?;
         validate_name("user", &new.name)?;
+        let actor = actor.clone();
         self.call(move |conn| {
+            let tx = conn.transaction()?;
             let id = new_id("usr", 12);
-            conn.execute(
+            tx.execute(
                 "INSERT INTO users(id, email, name, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![id, new.email.to_lowercase(), new.name, new.role.as_str(), new.password_hash, clock::now_ms()],
             )
             .map_err(|e| conflict_on_unique(e, |_| "a user with this email already exists".into()))?;
-            get_user(conn, &id)
+            let created = get_user(&tx, &id)?;
+            audit::record(&tx, &actor, "user.created", "user", &id, None, Some(created.audit_json()))?;
+            tx.commit()?;
+            Ok(created)
         })
         .await
     }
 
-    pub async fn update_user(&self, id: &str, patch: UserPatch) -> StoreResult<(User, User)> {
+    pub async fn update_user(
+        &self,
+        id: &str,
+        patch: UserPatch,
+        actor: &Actor,
+    ) -> StoreResult<(User, User)> {
         if let Some(name) = &patch.name {
             validate_name("user", name)?;
         }
         let id = id.to_owned();
+        let actor = actor.clone();
         self.call(move |conn| {
             let tx = conn.transaction()?;
             let before = get_user(&tx, &id)?;
@@ -174,14 +185,31 @@ impl ControlStore {
                 )?;
             }
             let after = get_user(&tx, &id)?;
+            if before != after || patch.password_hash.is_some() {
+                let action = if patch.password_hash.is_some() && before == after {
+                    "user.password_changed"
+                } else {
+                    "user.updated"
+                };
+                audit::record(
+                    &tx,
+                    &actor,
+                    action,
+                    "user",
+                    &id,
+                    Some(before.audit_json()),
+                    Some(after.audit_json()),
+                )?;
+            }
             tx.commit()?;
             Ok((before, after))
         })
         .await
     }
 
-    pub async fn delete_user(&self, id: &str) -> StoreResult<User> {
+    pub async fn delete_user(&self, id: &str, actor: &Actor) -> StoreResult<User> {
         let id = id.to_owned();
+        let actor = actor.clone();
         self.call(move |conn| {
             let tx = conn.transaction()?;
             let before = get_user(&tx, &id)?;
@@ -195,6 +223,15 @@ impl ControlStore {
                 }
             }
             tx.execute("DELETE FROM users WHERE id = ?1", [&id])?;
+            audit::record(
+                &tx,
+                &actor,
+                "user.deleted",
+                "user",
+                &id,
+                Some(before.audit_json()),
+                None,
+            )?;
             tx.commit()?;
             Ok(before)
         })
@@ -218,14 +255,31 @@ impl ControlStore {
     }
 
     /// Create a token for a user; returns it with its secret (to be shown once).
-    pub async fn create_token(&self, user_id: &str, name: &str) -> StoreResult<(Token, String)> {
+    pub async fn create_token(
+        &self,
+        user_id: &str,
+        name: &str,
+        actor: &Actor,
+    ) -> StoreResult<(Token, String)> {
         validate_name("token", name)?;
         let user_id = user_id.to_owned();
         let name = name.to_owned();
+        let actor = actor.clone();
         self.call(move |conn| {
-            get_user(conn, &user_id)?;
+            let tx = conn.transaction()?;
+            get_user(&tx, &user_id)?;
             let secret = format!("{TOKEN_PREFIX}{}", new_secret(40));
-            let token = insert_token(conn, &user_id, &name, &secret)?;
+            let token = insert_token(&tx, &user_id, &name, &secret)?;
+            audit::record(
+                &tx,
+                &actor,
+                "token.created",
+                "token",
+                &token.id,
+                None,
+                Some(token.audit_json()),
+            )?;
+            tx.commit()?;
             Ok((token, secret))
         })
         .await
@@ -245,18 +299,28 @@ impl ControlStore {
     }
 
     /// Revoke a token (it stays listed, marked revoked).
-    pub async fn revoke_token(&self, user_id: &str, token_id: &str) -> StoreResult<Token> {
+    pub async fn revoke_token(
+        &self,
+        user_id: &str,
+        token_id: &str,
+        actor: &Actor,
+    ) -> StoreResult<Token> {
         let user_id = user_id.to_owned();
         let token_id = token_id.to_owned();
+        let actor = actor.clone();
         self.call(move |conn| {
-            let changed = conn.execute(
+            let tx = conn.transaction()?;
+            let changed = tx.execute(
                 "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?3) WHERE id = ?1 AND user_id = ?2",
                 params![token_id, user_id, clock::now_ms()],
             )?;
             if changed == 0 {
                 return Err(StoreError::NotFound(format!("no token {token_id} for user {user_id}")));
             }
-            Ok(conn.query_row(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"), [&token_id], token_from_row)?)
+            let token = tx.query_row(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"), [&token_id], token_from_row)?;
+            audit::record(&tx, &actor, "token.revoked", "token", &token_id, None, Some(token.audit_json()))?;
+            tx.commit()?;
+            Ok(token)
         })
         .await
     }
@@ -311,7 +375,11 @@ impl ControlStore {
                 params![id, clock::now_ms()],
             )?;
             let secret = secret.unwrap_or_else(|| format!("{TOKEN_PREFIX}{}", new_secret(40)));
-            insert_token(&tx, &id, "bootstrap", &secret)?;
+            let token = insert_token(&tx, &id, "bootstrap", &secret)?;
+            let system = Actor::system();
+            let user = get_user(&tx, &id)?;
+            audit::record(&tx, &system, "user.created", "user", &id, None, Some(user.audit_json()))?;
+            audit::record(&tx, &system, "token.created", "token", &token.id, None, Some(token.audit_json()))?;
             tx.commit()?;
             Ok(Some(secret))
         })

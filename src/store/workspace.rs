@@ -3,7 +3,7 @@
 use rusqlite::{Transaction, params};
 
 use super::model::{parse_policy, policy_str, rule_str};
-use super::{ControlStore, StoreError, StoreResult, Workspace};
+use super::{Actor, ControlStore, StoreError, StoreResult, Workspace, audit};
 use crate::consent::{MissingConsentPolicy, MultiCategoryRule};
 
 /// A partial update; absent fields are unchanged.
@@ -48,6 +48,7 @@ impl ControlStore {
     pub async fn update_workspace(
         &self,
         patch: WorkspacePatch,
+        actor: &Actor,
     ) -> StoreResult<(Workspace, Workspace)> {
         if let Some(hours) = patch.dedup_window_hours
             && !(1..=MAX_DEDUP_WINDOW_HOURS).contains(&hours)
@@ -56,6 +57,7 @@ impl ControlStore {
                 "dedupWindowHours must be between 1 and {MAX_DEDUP_WINDOW_HOURS}"
             )));
         }
+        let actor = actor.clone();
         self.call(move |conn| {
             let tx = conn.transaction()?;
             let before = read(&tx)?;
@@ -72,6 +74,10 @@ impl ControlStore {
                     after.dedup_window_hours
                 ],
             )?;
+            if before != after {
+                audit::record(&tx, &actor, "workspace.updated", "workspace", "workspace",
+                    Some(before.audit_json()), Some(after.audit_json()))?;
+            }
             tx.commit()?;
             Ok((before, after))
         })

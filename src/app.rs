@@ -1,0 +1,183 @@
+//! The running application: the handles every request handler shares.
+//!
+//! [`App::open`] opens the embedded store, runs first-start bootstrap and starts delivery;
+//! `server::serve` puts it behind HTTP. Configuration changes go through
+//! [`App::change_config`], which serialises them and rebuilds the routing snapshot before it
+//! returns, so the next accepted event sees the change.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::{Mutex, MutexGuard};
+
+use crate::config::{Config, IpRange};
+use crate::delivery::Supervisor;
+use crate::destinations::BuildContext;
+use crate::log::sqlite::SqliteLog;
+use crate::log::{Consumer, EventLog};
+use crate::router::Snapshot;
+use crate::store::{ControlStore, NewSource, StoreError};
+
+/// What first start created, to be printed once.
+#[derive(Debug, Clone)]
+pub struct FirstStart {
+    pub owner_token: String,
+    /// Whether the token came from `SLUICE_BOOTSTRAP_OWNER_TOKEN` (then it is not printed).
+    pub token_from_env: bool,
+    pub source_write_key: String,
+}
+
+pub struct App {
+    pub config: Config,
+    pub store: ControlStore,
+    pub log: Arc<dyn EventLog>,
+    pub delivery: Supervisor,
+    pub trusted_proxies: Vec<IpRange>,
+    pub build_ctx: BuildContext,
+    pub metrics: Option<PrometheusHandle>,
+    /// Set once the listener is bound (`public_url` may depend on the bound port).
+    public_url: std::sync::OnceLock<String>,
+    snapshot: ArcSwap<Snapshot>,
+    config_lock: Mutex<()>,
+}
+
+/// Held while changing configuration; `App::reload` must be called before it is dropped.
+pub struct ConfigChange<'a> {
+    _guard: MutexGuard<'a, ()>,
+}
+
+impl App {
+    /// Open the store in `config.storage.data_dir`, bootstrap on first start, start delivery.
+    pub async fn open(
+        config: Config,
+        bootstrap_token: Option<String>,
+        metrics: Option<PrometheusHandle>,
+    ) -> anyhow::Result<(Arc<App>, Option<FirstStart>)> {
+        config.validate().map_err(anyhow::Error::msg)?;
+        let data_dir = config.storage.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create the data directory {}: {e}",
+                data_dir.display()
+            )
+        })?;
+        let store = ControlStore::open(&data_dir.join("control.db")).map_err(|e| {
+            anyhow::anyhow!("cannot open {}: {e}", data_dir.join("control.db").display())
+        })?;
+
+        let token_from_env = bootstrap_token.is_some();
+        let first_start = match store.bootstrap_owner(bootstrap_token).await? {
+            Some(owner_token) => {
+                let source = store
+                    .create_source(
+                        NewSource {
+                            name: "Default source".into(),
+                            rate_limit_per_second: None,
+                            missing_consent_policy: None,
+                            write_key: None,
+                        },
+                        &crate::store::Actor::system(),
+                    )
+                    .await?;
+                Some(FirstStart {
+                    owner_token,
+                    token_from_env,
+                    source_write_key: source.write_key,
+                })
+            }
+            None => None,
+        };
+
+        let workspace = store.workspace().await?;
+        let log: Arc<dyn EventLog> = Arc::new(
+            SqliteLog::open(
+                &data_dir.join("log.db"),
+                i64::from(workspace.dedup_window_hours) * 3_600_000,
+            )
+            .map_err(|e| {
+                anyhow::anyhow!("cannot open {}: {e}", data_dir.join("log.db").display())
+            })?,
+        );
+        let build_ctx = BuildContext {
+            files_dir: absolute(data_dir.join("files")),
+            allowed_file_dirs: config.delivery.file_allowed_dirs.clone(),
+        };
+        let trusted_proxies = config.trusted_proxies().map_err(anyhow::Error::msg)?;
+        let app = Arc::new(App {
+            delivery: Supervisor::new(Arc::clone(&log), config.delivery.clone(), build_ctx.clone()),
+            config,
+            store,
+            log,
+            trusted_proxies,
+            build_ctx,
+            metrics,
+            public_url: std::sync::OnceLock::new(),
+            snapshot: ArcSwap::from_pointee(Snapshot::empty()),
+            config_lock: Mutex::new(()),
+        });
+        app.reload().await?;
+        Ok((app, first_start))
+    }
+
+    /// The current routing snapshot (one atomic load).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Serialise configuration changes. Hold the returned guard across the store change and
+    /// the following [`App::reload`].
+    pub async fn change_config(&self) -> ConfigChange<'_> {
+        ConfigChange {
+            _guard: self.config_lock.lock().await,
+        }
+    }
+
+    /// Rebuild the snapshot from the store, swap it in, and match delivery workers to it.
+    pub async fn reload(&self) -> Result<(), StoreError> {
+        let data = self.store.load().await?;
+        // Destinations get their log cursor before the first event is routed to them, so no
+        // event routed to a new destination can fall behind its cursor.
+        for dest in &data.destinations {
+            if let Err(error) = self.log.cursor(&Consumer::Destination(dest.key)).await {
+                return Err(StoreError::Storage(error.to_string()));
+            }
+        }
+        let previous = self.snapshot.load_full();
+        let snapshot = Arc::new(Snapshot::build(data, &previous));
+        self.log
+            .set_dedup_window(i64::from(snapshot.workspace.dedup_window_hours) * 3_600_000);
+        self.snapshot.store(Arc::clone(&snapshot));
+        self.delivery.reconcile(&snapshot.destinations).await;
+        Ok(())
+    }
+
+    pub fn set_public_url(&self, url: String) {
+        let _ = self.public_url.set(url);
+    }
+
+    /// The base URL clients reach this server at.
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .get()
+            .cloned()
+            .unwrap_or_else(|| self.config.public_url(self.config.server.listen))
+    }
+
+    /// Stop delivery (letting in-flight work finish) and close the log.
+    pub async fn shutdown(&self) {
+        self.delivery.shutdown().await;
+        self.log.close().await;
+    }
+}
+
+fn absolute(path: PathBuf) -> PathBuf {
+    if path.is_absolute() {
+        path
+    } else {
+        std::env::current_dir()
+            .map(|cwd| cwd.join(&path))
+            .unwrap_or(path)
+    }
+}

@@ -1,6 +1,8 @@
 //! Sluice: a self-hosted, consent-enforcing customer-event router, wire-compatible with Segment.
+pub mod admin;
 pub mod api;
 pub mod app;
+pub mod bench;
 pub mod clock;
 pub mod config;
 pub mod consent;
@@ -9,4 +11,5 @@ pub mod destinations;
 pub mod error;
 pub mod log;
 pub mod router;
+pub mod server;
 pub mod store;

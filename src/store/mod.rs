@@ -183,6 +183,38 @@ impl ControlStore {
         self.call(move |conn| audit::query(conn, &query)).await
     }
 
+    /// Record an operational action that is not a configuration change (e.g. a replay).
+    pub async fn record_audit(
+        &self,
+        actor: &Actor,
+        action: &str,
+        resource_type: &str,
+        resource_id: &str,
+        details: serde_json::Value,
+    ) -> StoreResult<()> {
+        let (actor, action, resource_type, resource_id) = (
+            actor.clone(),
+            action.to_owned(),
+            resource_type.to_owned(),
+            resource_id.to_owned(),
+        );
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            audit::record(
+                &tx,
+                &actor,
+                &action,
+                &resource_type,
+                &resource_id,
+                None,
+                Some(details),
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Delete audit entries older than `older_than_ms` (retention). Returns how many.
     pub async fn prune_audit(&self, older_than_ms: i64) -> StoreResult<usize> {
         self.call(move |conn| audit::prune(conn, older_than_ms))

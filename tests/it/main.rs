@@ -1,1 +1,9 @@
+//! Integration tests: the real server on ephemeral ports, talked to over HTTP. One binary with
+//! modules, because on two cores linking many test binaries dominates test time.
 
+mod admin;
+mod common;
+mod delivery;
+mod durability;
+mod routing;
+mod tracking;

@@ -6,4 +6,5 @@ mod common;
 mod delivery;
 mod durability;
 mod routing;
+mod sdk;
 mod tracking;

@@ -11,7 +11,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -53,16 +53,6 @@ pub struct DeliveryConfig {
     pub backoff_max_ms: u64,
     /// Absolute directories file destinations may write to, besides `<data-dir>/files`.
     pub file_allowed_dirs: Vec<PathBuf>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            storage: StorageConfig::default(),
-            delivery: DeliveryConfig::default(),
-        }
-    }
 }
 
 impl Default for ServerConfig {

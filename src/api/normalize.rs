@@ -120,7 +120,7 @@ pub fn normalize<'a>(
         Some(kind) => kind,
         None => {
             let raw = raw_str(item.get("type"))
-                .map_err(|()| Rejection::new("invalid_type", "type must be a string"))?;
+                .map_err(|_| Rejection::new("invalid_type", "type must be a string"))?;
             let raw = raw.ok_or_else(|| {
                 Rejection::new(
                     "invalid_type",
@@ -150,7 +150,7 @@ pub fn normalize<'a>(
     let mut event_name = None;
     match kind {
         EventType::Track => {
-            let name = raw_str(item.get("event")).map_err(|()| {
+            let name = raw_str(item.get("event")).map_err(|_| {
                 Rejection::new(
                     "event_not_string",
                     "the event name of a track call must be a string",
@@ -196,7 +196,7 @@ pub fn normalize<'a>(
     }
 
     let message_id = match raw_str(item.get("messageId")) {
-        Err(()) => {
+        Err(_) => {
             return Err(Rejection::new(
                 "message_id_not_string",
                 "messageId must be a string",
@@ -329,7 +329,7 @@ fn id_field(item: &RawObject<'_>, key: &str) -> Result<Option<String>, Rejection
     match raw_str(item.get(key)) {
         Ok(Some(id)) if !id.is_empty() => Ok(Some(id.into_owned())),
         Ok(_) => Ok(None),
-        Err(()) => Err(Rejection::new(
+        Err(_) => Err(Rejection::new(
             "id_not_string",
             format!("{key} must be a string"),
         )),
@@ -340,7 +340,7 @@ fn required_id(item: &RawObject<'_>, key: &str, missing: &'static str) -> Result
     match raw_str(item.get(key)) {
         Ok(Some(id)) if !id.is_empty() => Ok(()),
         Ok(_) => Err(Rejection::new("id_required", missing)),
-        Err(()) => Err(Rejection::new(
+        Err(_) => Err(Rejection::new(
             "id_not_string",
             format!("{key} must be a string"),
         )),

@@ -23,7 +23,7 @@ use serde_json::value::RawValue;
 use super::auth;
 use super::body::{self, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_EVENT_BYTES};
 use super::normalize::{self, EventType, RequestContext};
-use super::wire::{RawObject, raw_str};
+use super::wire::{Envelope, RawObject, raw_str};
 use crate::app::App;
 use crate::clock;
 use crate::error::ApiError;
@@ -114,7 +114,7 @@ async fn ingest(
     let bytes = body::read(body, headers, limit)
         .await
         .inspect_err(|e| count_failure(app, header_source.as_deref(), received_at, e))?;
-    let top: RawObject<'_> = serde_json::from_slice(&bytes).map_err(|e| {
+    let Envelope { fields: top, batch } = serde_json::from_slice(&bytes).map_err(|e| {
         let error = ApiError::bad_request(
             "invalid_json",
             format!("the body must be a JSON object: {e}"),
@@ -176,7 +176,7 @@ async fn ingest(
             },
         ),
         Endpoint::Batch => {
-            let items = batch_items(&top)
+            let items = batch_items(batch)
                 .inspect_err(|e| count_failure(app, Some(&source), received_at, e))?;
             let request = RequestContext {
                 received_at,
@@ -243,7 +243,10 @@ async fn ingest(
     for r in &rejected {
         metrics::counter!("sluice_events_rejected_total", "code" => r.code).increment(1);
     }
+    let waiting = std::time::Instant::now();
     let appended = app.log.append(append).await?;
+    metrics::histogram!("sluice_ingest_durable_wait_seconds")
+        .record(waiting.elapsed().as_secs_f64());
     metrics::counter!("sluice_events_accepted_total")
         .increment((stored - appended.duplicates.len()) as u64);
     metrics::counter!("sluice_events_duplicate_total").increment(appended.duplicates.len() as u64);
@@ -265,16 +268,22 @@ fn unknown_key() -> ApiError {
 /// indexes of items that are not objects.
 type BatchItems<'a> = (Vec<(usize, RawObject<'a>, Option<EventType>)>, Vec<usize>);
 
-fn batch_items<'a>(top: &RawObject<'a>) -> Result<BatchItems<'a>, ApiError> {
-    let raw = top.get_non_null("batch").ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_batch",
-            "a batch request needs a \"batch\" array of events",
-        )
-    })?;
-    let items: Vec<&'a RawValue> = serde_json::from_str(raw.get()).map_err(|_| {
-        ApiError::bad_request("invalid_batch", "\"batch\" must be an array of events")
-    })?;
+fn batch_items(batch: Option<Result<Vec<&RawValue>, ()>>) -> Result<BatchItems<'_>, ApiError> {
+    let items = match batch {
+        None => {
+            return Err(ApiError::bad_request(
+                "invalid_batch",
+                "a batch request needs a \"batch\" array of events",
+            ));
+        }
+        Some(Err(())) => {
+            return Err(ApiError::bad_request(
+                "invalid_batch",
+                "\"batch\" must be an array of events",
+            ));
+        }
+        Some(Ok(items)) => items,
+    };
     if items.is_empty() {
         return Err(ApiError::bad_request(
             "empty_batch",

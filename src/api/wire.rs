@@ -120,15 +120,102 @@ impl<'de> Deserialize<'de> for RawObject<'de> {
     }
 }
 
-/// Read a raw value as a string: `Ok(None)` for absent or null, `Err(())` for a non-string.
-pub fn raw_str(raw: Option<&RawValue>) -> Result<Option<Cow<'_, str>>, ()> {
+/// A batch request's top level: its fields, with the `batch` array split into items in the
+/// same pass (so the body is scanned once here, and each item once more when parsed).
+#[derive(Debug, Default)]
+pub struct Envelope<'a> {
+    /// Every top-level field except `batch`.
+    pub fields: RawObject<'a>,
+    /// `None`: no `batch` key (or null). `Some(Err)`: `batch` is not an array.
+    pub batch: Option<Result<Vec<&'a RawValue>, ()>>,
+}
+
+/// The value of `batch`: an array's items, or a note that it was something else.
+struct BatchField<'a>(Option<Result<Vec<&'a RawValue>, ()>>);
+
+impl<'de> Deserialize<'de> for BatchField<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BatchVisitor;
+        impl<'de> Visitor<'de> for BatchVisitor {
+            type Value = BatchField<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array of events")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(100).min(2_501));
+                while let Some(item) = seq.next_element::<&'de RawValue>()? {
+                    items.push(item);
+                }
+                Ok(BatchField(Some(Ok(items))))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map
+                    .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(BatchField(Some(Err(()))))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(BatchField(None))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(BatchField(Some(Err(()))))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(BatchField(Some(Err(()))))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(BatchField(Some(Err(()))))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(BatchField(Some(Err(()))))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(BatchField(Some(Err(()))))
+            }
+        }
+        deserializer.deserialize_any(BatchVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Envelope<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EnvelopeVisitor;
+        impl<'de> Visitor<'de> for EnvelopeVisitor {
+            type Value = Envelope<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Envelope<'de>, A::Error> {
+                let mut envelope = Envelope::default();
+                while let Some(Key(key)) = map.next_key()? {
+                    if key == "batch" {
+                        envelope.batch = map.next_value::<BatchField<'de>>()?.0;
+                    } else {
+                        let value: &'de RawValue = map.next_value()?;
+                        envelope.fields.set(key, value);
+                    }
+                }
+                Ok(envelope)
+            }
+        }
+        deserializer.deserialize_map(EnvelopeVisitor)
+    }
+}
+
+/// A JSON value that should have been a string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotAString;
+
+/// Read a raw value as a string: `Ok(None)` for absent or null, `Err` for a non-string.
+pub fn raw_str(raw: Option<&RawValue>) -> Result<Option<Cow<'_, str>>, NotAString> {
     let Some(raw) = raw else { return Ok(None) };
     let text = raw.get();
     if text == "null" {
         return Ok(None);
     }
     if !text.starts_with('"') {
-        return Err(());
+        return Err(NotAString);
     }
     // Fast path: no escapes, borrow the inside of the quotes.
     let inner = &text[1..text.len() - 1];
@@ -137,7 +224,7 @@ pub fn raw_str(raw: Option<&RawValue>) -> Result<Option<Cow<'_, str>>, ()> {
     }
     serde_json::from_str::<String>(text)
         .map(|s| Some(Cow::Owned(s)))
-        .map_err(|_| ())
+        .map_err(|_| NotAString)
 }
 
 /// Whether a raw value is a JSON object.
@@ -229,6 +316,32 @@ mod tests {
     }
 
     #[test]
+    fn envelope_splits_the_batch_in_one_pass() {
+        let body = r#"{"writeKey":"k","batch":[{"type":"track"}, 7, "x"],"sentAt":null}"#;
+        let e: Envelope<'_> = serde_json::from_str(body).unwrap();
+        let items = e.batch.unwrap().unwrap();
+        assert_eq!(
+            items.iter().map(|i| i.get()).collect::<Vec<_>>(),
+            vec![r#"{"type":"track"}"#, "7", r#""x""#]
+        );
+        assert_eq!(e.fields.get("writeKey").unwrap().get(), r#""k""#);
+        for (body, expected) in [
+            (r#"{"batch":{}}"#, Some(Err(()))),
+            (r#"{"batch":null}"#, None),
+            (r#"{}"#, None),
+            (r#"{"batch":1}"#, Some(Err(()))),
+        ] {
+            let e: Envelope<'_> = serde_json::from_str(body).unwrap();
+            assert_eq!(
+                e.batch.map(|b| b.map(|v| v.len())),
+                expected.map(|r: Result<usize, ()>| r),
+                "{body}"
+            );
+        }
+        assert!(serde_json::from_str::<Envelope<'_>>("[1]").is_err());
+    }
+
+    #[test]
     fn strings() {
         let parse = |s: &str| {
             let raw: Box<RawValue> = serde_json::from_str(s).unwrap();
@@ -237,8 +350,8 @@ mod tests {
         assert_eq!(parse(r#""abc""#), Ok(Some("abc".to_owned())));
         assert_eq!(parse(r#""a\"b\n""#), Ok(Some("a\"b\n".to_owned())));
         assert_eq!(parse("null"), Ok(None));
-        assert_eq!(parse("12"), Err(()));
-        assert_eq!(parse("{}"), Err(()));
+        assert_eq!(parse("12"), Err(NotAString));
+        assert_eq!(parse("{}"), Err(NotAString));
     }
 
     #[test]

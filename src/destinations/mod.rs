@@ -142,10 +142,11 @@ pub fn restore_secrets(kind: &dyn DestinationType, new: &mut Value, stored: &Val
     for path in kind.secret_paths() {
         for target in pointers(new, path) {
             let is_placeholder = new.pointer(&target).and_then(Value::as_str) == Some(REDACTED);
-            if is_placeholder && let Some(old) = stored.pointer(&target).cloned() {
-                if let Some(slot) = new.pointer_mut(&target) {
-                    *slot = old;
-                }
+            if is_placeholder
+                && let Some(old) = stored.pointer(&target).cloned()
+                && let Some(slot) = new.pointer_mut(&target)
+            {
+                *slot = old;
             }
         }
     }

@@ -23,6 +23,7 @@
 //! publish with the `messageId` as `Nats-Msg-Id` (JetStream deduplicates), consumers are
 //! durable pull consumers, `ack` acknowledges up to a sequence.
 
+mod chunk;
 pub mod sqlite;
 mod stats;
 

@@ -8,26 +8,35 @@
 //!   (`synchronous=FULL`: the commit is on disk when it returns), then answers every waiting
 //!   request. Under load many requests share one fsync; at low load a request waits for one
 //!   fsync of its own.
-//! * **Readers never block the writer.** WAL mode lets consumers read committed rows from their
-//!   own connections while the writer appends.
+//! * **One row per append.** The events of one request are encoded into one *chunk* row
+//!   (`chunk.rs`); each event keeps its own sequence number. Per event, the writer does a copy
+//!   and a dedup-index insert; truncation deletes whole chunks.
+//! * **Readers never block the writer.** WAL mode lets consumers read committed chunks from
+//!   their own connections while the writer appends.
+//! * **Checkpoints off the hot path.** The writer never checkpoints (`wal_autocheckpoint=0`); a
+//!   checkpointer thread copies the WAL into the database file in the background (`PASSIVE`,
+//!   so it never waits for, or blocks, the writer).
 //! * **Sequences are ours.** `seq` is assigned by the writer from a counter persisted in `meta`,
-//!   not taken from SQLite's rowid, so it never goes backwards when truncation empties the
-//!   table.
-//! * **Deduplication is two generations.** `messageId`s go into the current generation table;
-//!   a lookup checks both. When the current generation is older than the window, the older one
-//!   is dropped and the tables swap roles: an id is remembered for at least one window and at
-//!   most two, and forgetting costs one `DELETE` of a whole table, not a scan.
-//! * **Truncation.** Once a second, rows at or below the lowest consumer cursor are deleted in
-//!   bounded chunks. Disk use is bounded by the slowest consumer's backlog.
+//!   so it never goes backwards when truncation empties the table.
+//! * **Deduplication: recent ids in memory, older ones in three index generations.** A new
+//!   `messageId` is remembered in memory (it is also in its chunk, written in the same
+//!   transaction) and merged into the on-disk index later, in sorted bulk steps, so a commit
+//!   does not rewrite random index pages. After a crash the in-memory part is rebuilt from the
+//!   chunks after the `dedup_flushed_seq` watermark; truncation never passes that watermark.
+//!   The index has three generations: ids are merged into the current one, a lookup checks
+//!   the current and the previous one, and when the current one is older than the window the
+//!   generations rotate; the oldest is emptied in small steps before it becomes current again.
+//!   An id is remembered for at least one window and at most two.
+//! * **Truncation.** Several times a second, chunks wholly at or below the lowest consumer
+//!   cursor are deleted, a bounded number at a time. Disk use is bounded by the slowest
+//!   consumer's backlog.
 //!
 //! # On-disk schema (`log.db`)
 //!
 //! ```text
-//! meta(key PRIMARY KEY, value)                  head, dedup generation and rotation time
-//! events(seq PRIMARY KEY, source, received_at, message_id, user_id, anonymous_id,
-//!        dests BLOB  -- destination keys as little-endian u32
-//!        payload BLOB)
-//! dedup_0 / dedup_1(message_id PRIMARY KEY) WITHOUT ROWID
+//! meta(key PRIMARY KEY, value)   head, dedup generation, rotation time, dedup_flushed_seq
+//! chunks(first_seq PRIMARY KEY, last_seq, data BLOB)   events first_seq..=last_seq
+//! dedup_0 / dedup_1 / dedup_2(message_id PRIMARY KEY) WITHOUT ROWID
 //! cursors(consumer PRIMARY KEY, seq)
 //! dead_letters(id PRIMARY KEY, dest, source, seq, message_id, user_id, anonymous_id,
 //!              received_at, failed_at, attempts, error, payload)
@@ -47,6 +56,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::chunk::{self, EventRef};
 use super::stats::{self, Metric, NO_DEST, StatsDelta};
 use super::{
     Ack, Append, Appended, Consumer, DestKey, EventLog, LogError, Overview, OverviewQuery, Page,
@@ -56,8 +66,15 @@ use crate::clock;
 
 /// Most events applied in one transaction; keeps a commit's latency bounded under a flood.
 const MAX_GROUP_EVENTS: usize = 20_000;
-/// Rows deleted per truncation step.
-const TRUNCATE_CHUNK: i64 = 20_000;
+/// Chunks deleted per truncation step (a chunk is one request's events).
+const TRUNCATE_CHUNKS: i64 = 500;
+/// Dedup entries forgotten per maintenance step.
+const FORGET_STEP: i64 = 20_000;
+/// Recent ids merged into the dedup index per step, and how many may wait in memory before a
+/// step is taken outside the regular maintenance tick.
+const MERGE_STEP: usize = 20_000;
+/// How often the writer truncates and the checkpointer checkpoints.
+const MAINTENANCE_EVERY: Duration = Duration::from_millis(250);
 
 enum Msg {
     Append {
@@ -111,15 +128,30 @@ impl SqliteLog {
         let mut conn = Connection::open(path)?;
         configure(&conn)?;
         create_schema(&mut conn)?;
-        let head: Seq = meta_get(&conn, "head")?.unwrap_or(0);
+        // `head` in meta is written by maintenance; chunks written since then are newer.
+        let max_chunk: Option<Seq> =
+            conn.query_row("SELECT MAX(last_seq) FROM chunks", [], |r| r.get(0))?;
+        let head: Seq = meta_get(&conn, "head")?
+            .unwrap_or(0)
+            .max(max_chunk.unwrap_or(0));
+        let dedup = Dedup::rebuild(&conn)?;
         let (committed_tx, committed) = watch::channel(head);
         let (tx, rx) = mpsc::unbounded_channel();
+        let stop_checkpointer = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let checkpointer_path = path.to_owned();
+        let stop = Arc::clone(&stop_checkpointer);
+        std::thread::Builder::new()
+            .name("sluice-log-checkpointer".into())
+            .spawn(move || run_checkpointer(checkpointer_path, stop))
+            .map_err(|e| LogError::Storage(format!("cannot start the log checkpointer: {e}")))?;
         let writer = Writer {
             conn,
             head,
             dedup_window_ms,
             committed: committed_tx,
             last_maintenance: Instant::now(),
+            stop_checkpointer,
+            dedup,
         };
         let handle = std::thread::Builder::new()
             .name("sluice-log-writer".into())
@@ -131,7 +163,7 @@ impl SqliteLog {
             .name("sluice-log-ticker".into())
             .spawn(move || {
                 while ticker.send(Msg::Tick).is_ok() {
-                    std::thread::sleep(Duration::from_secs(1));
+                    std::thread::sleep(MAINTENANCE_EVERY);
                 }
             })
             .map_err(|e| LogError::Storage(format!("cannot start the log ticker: {e}")))?;
@@ -174,8 +206,8 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "cache_size", -32_000)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
-    // Checkpoint less often than the default 1000 pages: fewer, larger sequential writes.
-    conn.pragma_update(None, "wal_autocheckpoint", 8_000)?;
+    // The checkpointer thread checkpoints; the writer never does.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     conn.pragma_update(None, "journal_size_limit", 256 * 1024 * 1024)?;
     conn.busy_timeout(Duration::from_secs(30))?;
     Ok(())
@@ -184,17 +216,13 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 fn create_schema(conn: &mut Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-         CREATE TABLE IF NOT EXISTS events(
-             seq INTEGER PRIMARY KEY,
-             source INTEGER NOT NULL,
-             received_at INTEGER NOT NULL,
-             message_id TEXT NOT NULL,
-             user_id TEXT,
-             anonymous_id TEXT,
-             dests BLOB NOT NULL,
-             payload BLOB NOT NULL);
+         CREATE TABLE IF NOT EXISTS chunks(
+             first_seq INTEGER PRIMARY KEY,
+             last_seq INTEGER NOT NULL,
+             data BLOB NOT NULL);
          CREATE TABLE IF NOT EXISTS dedup_0(message_id TEXT PRIMARY KEY) WITHOUT ROWID;
          CREATE TABLE IF NOT EXISTS dedup_1(message_id TEXT PRIMARY KEY) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS dedup_2(message_id TEXT PRIMARY KEY) WITHOUT ROWID;
          CREATE TABLE IF NOT EXISTS cursors(consumer TEXT PRIMARY KEY, seq INTEGER NOT NULL);
          CREATE TABLE IF NOT EXISTS dead_letters(
              id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -235,15 +263,6 @@ fn meta_set(tx: &Transaction<'_>, key: &str, value: i64) -> rusqlite::Result<()>
     Ok(())
 }
 
-fn encode_dests(dests: &[DestKey]) -> Vec<u8> {
-    dests.iter().flat_map(|d| d.to_le_bytes()).collect()
-}
-
-fn dests_contain(blob: &[u8], dest: DestKey) -> bool {
-    let needle = dest.to_le_bytes();
-    blob.chunks_exact(4).any(|chunk| chunk == needle)
-}
-
 /// What the writer owes callers once the transaction commits.
 enum Reply {
     Append(oneshot::Sender<Result<Appended, LogError>>, Appended),
@@ -279,6 +298,134 @@ struct Writer {
     dedup_window_ms: i64,
     committed: watch::Sender<Seq>,
     last_maintenance: Instant,
+    stop_checkpointer: Arc<std::sync::atomic::AtomicBool>,
+    dedup: Dedup,
+}
+
+/// Ids merged into the index by one step, with their sequences.
+type Merged = Vec<(Seq, Box<str>)>;
+
+/// The in-memory side of deduplication (see the module documentation).
+struct Dedup {
+    /// The generation table ids are merged into (0, 1 or 2).
+    current: i64,
+    /// Ids appended since the watermark, for lookups.
+    recent: std::collections::HashSet<Box<str>>,
+    /// The same ids in sequence order, for merging oldest first.
+    order: std::collections::VecDeque<(Seq, Box<str>)>,
+    /// Every event up to here has its id in the index.
+    flushed_seq: Seq,
+    /// Ids added by the transaction in progress (forgotten again if it fails).
+    pending: Vec<(Seq, Box<str>)>,
+}
+
+impl Dedup {
+    /// Load the generation and the watermark, and re-read the ids of chunks after it.
+    fn rebuild(conn: &Connection) -> Result<Dedup, LogError> {
+        let mut dedup = Dedup {
+            current: meta_get(conn, "dedup_current")?.unwrap_or(0),
+            recent: Default::default(),
+            order: Default::default(),
+            flushed_seq: meta_get(conn, "dedup_flushed_seq")?.unwrap_or(0),
+            pending: Vec::new(),
+        };
+        let mut stmt = conn
+            .prepare("SELECT first_seq, data FROM chunks WHERE last_seq > ?1 ORDER BY first_seq")?;
+        let mut rows = stmt.query([dedup.flushed_seq])?;
+        while let Some(row) = rows.next()? {
+            let first: Seq = row.get(0)?;
+            let data = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
+            for (i, event) in chunk::decode(data).enumerate() {
+                let seq = first + i as Seq;
+                if seq > dedup.flushed_seq
+                    && !event.deleted
+                    && dedup.recent.insert(event.message_id.into())
+                {
+                    dedup.order.push_back((seq, event.message_id.into()));
+                }
+            }
+        }
+        Ok(dedup)
+    }
+
+    fn previous(&self) -> i64 {
+        (self.current + 2) % 3
+    }
+
+    fn oldest(&self) -> i64 {
+        (self.current + 1) % 3
+    }
+
+    /// Whether `id` was seen: in memory, or in the current or previous generation.
+    fn seen(&self, tx: &Transaction<'_>, id: &str) -> rusqlite::Result<bool> {
+        if self.recent.contains(id) {
+            return Ok(true);
+        }
+        // One statement per (current, previous) pair; formatted once, not per event.
+        const LOOKUP: [&str; 3] = [
+            "SELECT 1 FROM dedup_0 WHERE message_id = ?1 UNION ALL SELECT 1 FROM dedup_2 WHERE message_id = ?1",
+            "SELECT 1 FROM dedup_1 WHERE message_id = ?1 UNION ALL SELECT 1 FROM dedup_0 WHERE message_id = ?1",
+            "SELECT 1 FROM dedup_2 WHERE message_id = ?1 UNION ALL SELECT 1 FROM dedup_1 WHERE message_id = ?1",
+        ];
+        debug_assert_eq!(self.previous(), (self.current + 2) % 3);
+        tx.prepare_cached(LOOKUP[self.current as usize])?
+            .exists([id])
+    }
+
+    fn remember(&mut self, seq: Seq, id: &str) {
+        let id: Box<str> = id.into();
+        self.recent.insert(id.clone());
+        self.pending.push((seq, id));
+    }
+
+    fn committed(&mut self) {
+        self.order.extend(self.pending.drain(..));
+    }
+
+    fn rolled_back(&mut self) {
+        for (_, id) in self.pending.drain(..) {
+            self.recent.remove(&id);
+        }
+    }
+
+    /// Merge up to `MERGE_STEP` of the oldest recent ids into the current generation, sorted,
+    /// and advance the watermark. The caller commits.
+    fn merge_step(&mut self, tx: &Transaction<'_>, head: Seq) -> rusqlite::Result<Option<Merged>> {
+        if self.order.is_empty() {
+            if self.flushed_seq < head {
+                self.flushed_seq = head;
+                meta_set(tx, "dedup_flushed_seq", head)?;
+            }
+            return Ok(None);
+        }
+        let take = self.order.len().min(MERGE_STEP);
+        let batch: Vec<(Seq, Box<str>)> = self.order.drain(..take).collect();
+        let watermark = if self.order.is_empty() {
+            head
+        } else {
+            batch.last().map_or(head, |(s, _)| *s)
+        };
+        // Sorted inserts touch each index page once per step instead of once per commit.
+        let mut sorted: Vec<&str> = batch.iter().map(|(_, id)| id.as_ref()).collect();
+        sorted.sort_unstable();
+        let mut insert = tx.prepare_cached(&format!(
+            "INSERT OR IGNORE INTO dedup_{}(message_id) VALUES (?1)",
+            self.current
+        ))?;
+        for id in sorted {
+            insert.execute([id])?;
+        }
+        meta_set(tx, "dedup_flushed_seq", watermark)?;
+        self.flushed_seq = watermark;
+        Ok(Some(batch))
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.stop_checkpointer
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Writer {
@@ -315,7 +462,7 @@ impl Writer {
             if closing.is_some() {
                 break;
             }
-            if tick || self.last_maintenance.elapsed() > Duration::from_secs(2) {
+            if tick || self.last_maintenance.elapsed() > MAINTENANCE_EVERY * 4 {
                 self.last_maintenance = Instant::now();
                 if let Err(error) = self.maintain() {
                     tracing::warn!(%error, "Event log maintenance failed; it will be retried.");
@@ -345,6 +492,8 @@ impl Writer {
 
     /// Apply a group of messages in one transaction and answer them after the commit.
     fn apply(&mut self, work: Vec<Msg>) {
+        let started = Instant::now();
+        metrics::histogram!("sluice_log_group_messages").record(work.len() as f64);
         let head_before = self.head;
         let mut replies = Vec::with_capacity(work.len());
         let result = (|| -> Result<(), LogError> {
@@ -352,11 +501,11 @@ impl Writer {
             let mut stats = StatsDelta::default();
             let mut head = self.head;
             let now = clock::now_ms();
-            let current = meta_get(&tx, "dedup_current")?.unwrap_or(0);
             for msg in work {
                 match msg {
                     Msg::Append { append, reply } => {
-                        let appended = append_events(&tx, &mut head, current, &append, &mut stats)?;
+                        let appended =
+                            append_events(&tx, &mut head, &mut self.dedup, &append, &mut stats)?;
                         if let Some(reply) = reply {
                             replies.push(Reply::Append(reply, appended));
                         }
@@ -385,13 +534,15 @@ impl Writer {
                 }
             }
             stats.write(&tx)?;
-            if head != self.head {
-                meta_set(&tx, "head", head)?;
-            }
             tx.commit()?;
             self.head = head;
             Ok(())
         })();
+        match &result {
+            Ok(()) => self.dedup.committed(),
+            Err(_) => self.dedup.rolled_back(),
+        }
+        metrics::histogram!("sluice_log_commit_seconds").record(started.elapsed().as_secs_f64());
         match result {
             Ok(()) => {
                 for reply in replies {
@@ -410,88 +561,116 @@ impl Writer {
         }
     }
 
-    /// Truncate consumed rows and rotate the dedup generations.
+    /// Record the head, merge recent ids into the dedup index, truncate consumed chunks,
+    /// rotate dedup generations, and forget the oldest generation in steps.
     fn maintain(&mut self) -> Result<(), LogError> {
         let floor: Option<Seq> = self
             .conn
             .query_row("SELECT MIN(seq) FROM cursors", [], |r| r.get(0))?;
-        let floor = floor.unwrap_or(self.head).min(self.head);
         let tx = self.conn.transaction()?;
-        let lowest: Option<Seq> = tx.query_row("SELECT MIN(seq) FROM events", [], |r| r.get(0))?;
-        if let Some(lowest) = lowest
-            && lowest <= floor
-        {
-            let upto = floor.min(lowest + TRUNCATE_CHUNK);
-            tx.execute("DELETE FROM events WHERE seq <= ?1", [upto])?;
-        }
+        meta_set(&tx, "head", self.head)?;
+        let merged = self.dedup.merge_step(&tx, self.head)?;
+        // Chunks after the dedup watermark are how a crash recovers recent ids: keep them.
+        let floor = floor
+            .unwrap_or(self.head)
+            .min(self.head)
+            .min(self.dedup.flushed_seq);
+        tx.execute(
+            "DELETE FROM chunks WHERE first_seq IN
+               (SELECT first_seq FROM chunks WHERE last_seq <= ?1 ORDER BY first_seq LIMIT ?2)",
+            params![floor, TRUNCATE_CHUNKS],
+        )?;
         let now = clock::now_ms();
-        let rotated_at = meta_get(&tx, "dedup_rotated_at")?;
-        match rotated_at {
+        let oldest = self.dedup.oldest();
+        let mut rotated = false;
+        match meta_get(&tx, "dedup_rotated_at")? {
             None => meta_set(&tx, "dedup_rotated_at", now)?,
             Some(at) if now - at >= self.dedup_window_ms => {
-                let current = meta_get(&tx, "dedup_current")?.unwrap_or(0);
-                let older = 1 - current;
-                tx.execute(&format!("DELETE FROM dedup_{older}"), [])?;
-                meta_set(&tx, "dedup_current", older)?;
+                // The oldest generation becomes current; whatever is left of it goes now.
+                tx.execute(&format!("DELETE FROM dedup_{oldest}"), [])?;
+                meta_set(&tx, "dedup_current", oldest)?;
                 meta_set(&tx, "dedup_rotated_at", now)?;
+                rotated = true;
             }
-            Some(_) => {}
+            Some(_) => {
+                tx.execute(
+                    &format!(
+                        "DELETE FROM dedup_{oldest} WHERE message_id IN
+                           (SELECT message_id FROM dedup_{oldest} LIMIT {FORGET_STEP})"
+                    ),
+                    [],
+                )?;
+            }
         }
-        tx.commit()?;
-        Ok(())
+        match tx.commit() {
+            Ok(()) => {
+                if let Some(batch) = merged {
+                    for (_, id) in batch {
+                        self.dedup.recent.remove(&id);
+                    }
+                }
+                if rotated {
+                    self.dedup.current = oldest;
+                }
+                Ok(())
+            }
+            Err(error) => {
+                // Put the merged ids back; the watermark did not move on disk.
+                if let Some(batch) = merged {
+                    self.dedup.order = batch
+                        .into_iter()
+                        .chain(self.dedup.order.drain(..))
+                        .collect();
+                }
+                self.dedup.flushed_seq = meta_get(&self.conn, "dedup_flushed_seq")?.unwrap_or(0);
+                Err(error.into())
+            }
+        }
     }
 }
 
 fn append_events(
     tx: &Transaction<'_>,
     head: &mut Seq,
-    dedup_current: i64,
+    dedup: &mut Dedup,
     append: &Append,
     stats: &mut StatsDelta,
 ) -> Result<Appended, LogError> {
     let source = append.source;
     let at = append.received_at;
     let mut appended = Appended::default();
-    let (check_sql, insert_sql) = if dedup_current == 0 {
-        (
-            "SELECT 1 FROM dedup_1 WHERE message_id = ?1",
-            "INSERT OR IGNORE INTO dedup_0(message_id) VALUES (?1)",
-        )
-    } else {
-        (
-            "SELECT 1 FROM dedup_0 WHERE message_id = ?1",
-            "INSERT OR IGNORE INTO dedup_1(message_id) VALUES (?1)",
-        )
-    };
-    let mut check = tx.prepare_cached(check_sql)?;
-    let mut remember = tx.prepare_cached(insert_sql)?;
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO events(seq, source, received_at, message_id, user_id, anonymous_id, dests, payload)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?;
+    let capacity = append.events.iter().map(|e| e.payload.len() + 96).sum();
+    let mut data = Vec::with_capacity(capacity);
+    let first_seq = *head + 1;
     for (index, event) in append.events.iter().enumerate() {
-        let seen_before = check.exists([&event.message_id])?;
-        if seen_before || remember.execute([&event.message_id])? == 0 {
+        if dedup.seen(tx, &event.message_id)? {
             appended.duplicates.push(index);
             continue;
         }
         *head += 1;
-        insert.execute(params![
-            *head,
-            source,
-            at,
-            event.message_id,
-            event.user_id,
-            event.anonymous_id,
-            encode_dests(&event.deliver_to),
-            event.payload
-        ])?;
+        dedup.remember(*head, &event.message_id);
+        chunk::encode_into(
+            &mut data,
+            &EventRef {
+                source,
+                received_at: at,
+                dests: &event.deliver_to,
+                message_id: &event.message_id,
+                user_id: event.user_id.as_deref(),
+                anonymous_id: event.anonymous_id.as_deref(),
+                payload: &event.payload,
+            },
+        );
         for &dest in &event.deliver_to {
             stats.add(at, source, dest, Metric::Routed, "", 1);
         }
         for &(dest, reason) in &event.filtered {
             stats.add(at, source, dest, Metric::Filtered, reason.as_str(), 1);
         }
+    }
+    if *head >= first_seq {
+        tx.prepare_cached("INSERT INTO chunks(first_seq, last_seq, data) VALUES (?1, ?2, ?3)")?
+            .execute(params![first_seq, *head, data])?;
     }
     let stored = append.events.len() - appended.duplicates.len();
     let received = append.events.len() + append.rejected.len() + append.filtered_at_source as usize;
@@ -627,27 +806,30 @@ fn replay(
             rows
         }
     };
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO events(seq, source, received_at, message_id, user_id, anonymous_id, dests, payload)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?;
     let mut delete = tx.prepare_cached("DELETE FROM dead_letters WHERE id = ?1")?;
-    let dests = encode_dests(&[dest]);
+    let mut data = Vec::new();
+    let first_seq = *head + 1;
     for (id, source, received_at, message_id, user_id, anonymous_id, payload) in &rows {
         *head += 1;
-        insert.execute(params![
-            *head,
-            source,
-            received_at,
-            message_id,
-            user_id,
-            anonymous_id,
-            dests,
-            payload
-        ])?;
+        chunk::encode_into(
+            &mut data,
+            &EventRef {
+                source: *source,
+                received_at: *received_at,
+                dests: &[dest],
+                message_id,
+                user_id: user_id.as_deref(),
+                anonymous_id: anonymous_id.as_deref(),
+                payload,
+            },
+        );
         delete.execute([id])?;
         // Back from dead to in flight: routed stays, dead goes down.
         stats.add(*received_at, *source, dest, Metric::Dead, "", -1);
+    }
+    if !rows.is_empty() {
+        tx.prepare_cached("INSERT INTO chunks(first_seq, last_seq, data) VALUES (?1, ?2, ?3)")?
+            .execute(params![first_seq, *head, data])?;
     }
     Ok(rows.len())
 }
@@ -692,43 +874,64 @@ fn read_page(
     limit: usize,
 ) -> Result<Page, LogError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, source, received_at, message_id, user_id, anonymous_id, dests, payload
-         FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        "SELECT first_seq, data FROM chunks WHERE last_seq > ?1 ORDER BY first_seq LIMIT 64",
     )?;
-    // Scan more rows than we return, so a destination that receives few events still moves
-    // quickly through a log full of other destinations' events.
-    let scan = (limit * 4).max(256) as i64;
-    let mut rows = stmt.query(params![after, scan])?;
+    // Examine a bounded number of events per page, so a destination that receives few events
+    // still moves quickly through a log full of other destinations' events.
+    let scan_budget = (limit * 8).max(2_048);
+    let mut scanned = 0;
+    let mut rows = stmt.query([after])?;
     let mut page = Page {
         records: Vec::new(),
         scanned_to: after,
     };
-    while let Some(row) = rows.next()? {
-        let seq: Seq = row.get(0)?;
-        let wanted = match consumer {
-            Consumer::Destination(dest) => dests_contain(
-                row.get_ref(6)?.as_blob().map_err(rusqlite::Error::from)?,
-                *dest,
-            ),
-            Consumer::Internal(_) => true,
-        };
-        if wanted {
-            page.records.push(Record {
-                seq,
-                source: row.get(1)?,
-                received_at: row.get(2)?,
-                message_id: row.get(3)?,
-                user_id: row.get(4)?,
-                anonymous_id: row.get(5)?,
-                payload: row.get(7)?,
-            });
-        }
-        page.scanned_to = seq;
-        if page.records.len() >= limit {
-            break;
+    'chunks: while let Some(row) = rows.next()? {
+        let first_seq: Seq = row.get(0)?;
+        let data = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
+        for (index, event) in chunk::decode(data).enumerate() {
+            let seq = first_seq + index as Seq;
+            if seq <= after {
+                continue;
+            }
+            let wanted = !event.deleted
+                && match consumer {
+                    Consumer::Destination(dest) => event.addressed_to(*dest),
+                    Consumer::Internal(_) => true,
+                };
+            if wanted {
+                page.records.push(Record {
+                    seq,
+                    source: event.source,
+                    received_at: event.received_at,
+                    message_id: event.message_id.to_owned(),
+                    user_id: event.user_id.map(str::to_owned),
+                    anonymous_id: event.anonymous_id.map(str::to_owned),
+                    payload: event.payload.to_vec(),
+                });
+            }
+            page.scanned_to = seq;
+            scanned += 1;
+            if page.records.len() >= limit || scanned >= scan_budget {
+                break 'chunks;
+            }
         }
     }
     Ok(page)
+}
+
+/// Copies the WAL into the database file in the background, so the writer never does.
+fn run_checkpointer(path: PathBuf, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let Ok(conn) = Connection::open(&path) else {
+        return;
+    };
+    let _ = conn.busy_timeout(Duration::from_millis(50));
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(MAINTENANCE_EVERY);
+        // PASSIVE: copy what can be copied now, waiting for nobody.
+        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::debug!(%error, "Background checkpoint skipped.");
+        }
+    }
 }
 
 #[async_trait]

@@ -77,8 +77,7 @@ proptest! {
         rt.block_on(async {
             let consumer = Consumer::Destination(DEST);
             let mut log = SqliteLog::open(&path, WINDOW).unwrap();
-            let mut model = Model::default();
-            model.cursor = log.cursor(&consumer).await.unwrap();
+            let mut model = Model { cursor: log.cursor(&consumer).await.unwrap(), ..Model::default() };
             for op in ops {
                 match op {
                     Op::Append(items) => {

@@ -203,7 +203,9 @@ async fn bad_input_gets_documented_status_and_loses_nothing_accepted() {
     let oversized_item = json!({"batch": [{"type": "track", "userId": "u", "event": "E", "properties": {"pad": "x".repeat(33 * 1024)}}]});
     // 10 MB of zeros compress to ~10 KB: a gzip bomb for a 500 KB limit.
     let bomb = gzip(&vec![b' '; 10 * 1024 * 1024]);
-    let cases: Vec<(&str, Vec<u8>, Vec<(&str, &str)>, u16, &str)> = vec![
+    // (path, body, headers, expected status, expected code)
+    type Case<'a> = (&'a str, Vec<u8>, Vec<(&'a str, &'a str)>, u16, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         (
             "/v1/track",
             b"{not json".to_vec(),

@@ -29,7 +29,7 @@ fn run(item: &str, endpoint: Option<EventType>, batch: &str) -> Result<Value, St
             {
                 v["messageId"] = json!("<uuid>");
             }
-            assert_eq!(n.message_id.len() > 0, true);
+            assert!(!n.message_id.is_empty());
             Ok(v)
         }
         Err(r) => Err(r.code.to_owned()),

@@ -251,6 +251,13 @@ async fn print_server_timings(admin: &Admin) {
     }
 }
 
+/// Between phases: flush what the previous server wrote and let the disk go quiet, so one
+/// phase's write-back does not stall the next.
+async fn settle() {
+    let _ = tokio::process::Command::new("sync").status().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+}
+
 fn progress(msg: &str) {
     eprintln!("  … {msg}");
 }
@@ -296,7 +303,28 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
     }
 
-    if phase("ingest") || phase("single") {
+    if phase("single-ceiling") {
+        // The open-loop generator against the null server: what the generator itself adds.
+        let null = spawn_null_server().await?;
+        let target = Arc::new(Target {
+            addr: null.addr,
+            path: "/v1/track".into(),
+            authorization: Some(basic("x")),
+        });
+        let single: BodyFn =
+            Arc::new(|conn, n| Bytes::from(payload::event(&format!("c-{conn}-{n}"), n, false)));
+        let r = load::open_loop(target, 64, args.rate, duration, single).await?;
+        println!(
+            "null server at {:>5} req/s        achieved {:>8.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
+            args.rate,
+            r.rate(),
+            r.percentile_ms(0.5),
+            r.percentile_ms(0.99)
+        );
+    }
+
+    if phase("ingest") {
+        settle().await;
         let dir = tempfile::tempdir()?;
         let server = spawn_server(dir.path()).await?;
         let admin = Admin {
@@ -304,89 +332,112 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             base: format!("http://{}", server.addr),
         };
         let auth = Some(basic(&admin.write_key().await?));
-        if phase("ingest") {
-            progress("durable batch ingest");
-            let target = Arc::new(Target {
-                addr: server.addr,
-                path: "/v1/batch".into(),
-                authorization: auth.clone(),
-            });
-            let r = load::closed_loop(
-                target,
-                args.connections,
-                duration,
-                batch_bodies("ingest", args.batch_size),
-            )
-            .await?;
-            let eps = r.rate() * events_per_request;
-            report.ingest_events_per_s = Some(eps);
-            report.ingest_p50_ms = Some(r.percentile_ms(0.5));
-            report.ingest_p99_ms = Some(r.percentile_ms(0.99));
-            report.ingest_errors = Some(r.errors);
-            if let Some(ceiling) = report.ceiling_events_per_s {
-                report.ingest_ratio_of_ceiling = Some(eps / ceiling);
-            }
-            println!(
-                "durable batch ingest              {:>12.0} events/s  ({:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors){}",
-                eps,
-                r.rate(),
-                r.percentile_ms(0.5),
-                r.percentile_ms(0.99),
-                r.errors,
-                report
-                    .ingest_ratio_of_ceiling
-                    .map(|x| format!(", {:.1}% of ceiling", x * 100.0))
-                    .unwrap_or_default()
-            );
+        progress("durable batch ingest");
+        let target = Arc::new(Target {
+            addr: server.addr,
+            path: "/v1/batch".into(),
+            authorization: auth.clone(),
+        });
+        let r = load::closed_loop(
+            target,
+            args.connections,
+            duration,
+            batch_bodies("ingest", args.batch_size),
+        )
+        .await?;
+        let eps = r.rate() * events_per_request;
+        report.ingest_events_per_s = Some(eps);
+        report.ingest_p50_ms = Some(r.percentile_ms(0.5));
+        report.ingest_p99_ms = Some(r.percentile_ms(0.99));
+        report.ingest_errors = Some(r.errors);
+        if let Some(ceiling) = report.ceiling_events_per_s {
+            report.ingest_ratio_of_ceiling = Some(eps / ceiling);
         }
-        if phase("single") {
-            progress(&format!("single /v1/track at {} req/s", args.rate));
-            let target = Arc::new(Target {
-                addr: server.addr,
-                path: "/v1/track".into(),
-                authorization: auth.clone(),
-            });
-            let single: BodyFn = Arc::new(|conn, n| {
-                Bytes::from(payload::event(&format!("single-{conn}-{n}"), n, false))
-            });
-            let r = load::open_loop(
-                Arc::clone(&target),
-                64,
-                args.rate,
-                duration,
-                Arc::clone(&single),
-            )
-            .await?;
-            report.single_target_rate = Some(args.rate);
-            report.single_achieved_rate = Some(r.rate());
-            report.single_p50_ms = Some(r.percentile_ms(0.5));
-            report.single_p99_ms = Some(r.percentile_ms(0.99));
-            println!(
-                "single /v1/track at {:>5} req/s   achieved {:>8.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
-                args.rate,
-                r.rate(),
-                r.percentile_ms(0.5),
-                r.percentile_ms(0.99),
-                r.errors
-            );
-            progress("single /v1/track as fast as possible");
-            let single_max: BodyFn = Arc::new(|conn, n| {
-                Bytes::from(payload::event(&format!("max-{conn}-{n}"), n, false))
-            });
-            let r = load::closed_loop(target, args.connections, duration, single_max).await?;
-            report.single_max_rate = Some(r.rate());
-            println!(
-                "single /v1/track, closed loop     {:>12.0} req/s     (p50 {:.2} ms, p99 {:.2} ms)",
-                r.rate(),
-                r.percentile_ms(0.5),
-                r.percentile_ms(0.99)
-            );
-        }
-        report.peak_rss_ingest_mb = server.peak_rss_mb();
+        println!(
+            "durable batch ingest              {:>12.0} events/s  ({:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors){}",
+            eps,
+            r.rate(),
+            r.percentile_ms(0.5),
+            r.percentile_ms(0.99),
+            r.errors,
+            report
+                .ingest_ratio_of_ceiling
+                .map(|x| format!(", {:.1}% of ceiling", x * 100.0))
+                .unwrap_or_default()
+        );
         print_server_timings(&admin).await;
+        report.peak_rss_ingest_mb = server.peak_rss_mb();
+    }
+
+    if phase("single") {
+        settle().await;
+        // A fresh server, so the batch phase's background work does not colour the latencies.
+        let dir = tempfile::tempdir()?;
+        let server = spawn_server(dir.path()).await?;
+        let admin = Admin {
+            http: reqwest::Client::new(),
+            base: format!("http://{}", server.addr),
+        };
+        let auth = Some(basic(&admin.write_key().await?));
+        progress(&format!("single /v1/track at {} req/s", args.rate));
+        let target = Arc::new(Target {
+            addr: server.addr,
+            path: "/v1/track".into(),
+            authorization: auth.clone(),
+        });
+        let single: BodyFn = Arc::new(|conn, n| {
+            Bytes::from(payload::event(
+                &format!("ajs-next-{}-single-{conn}-{n}", crate::clock::now_ms()),
+                n,
+                false,
+            ))
+        });
+        let r = load::open_loop(
+            Arc::clone(&target),
+            64,
+            args.rate,
+            duration,
+            Arc::clone(&single),
+        )
+        .await?;
+        report.single_target_rate = Some(args.rate);
+        report.single_achieved_rate = Some(r.rate());
+        report.single_p50_ms = Some(r.percentile_ms(0.5));
+        report.single_p99_ms = Some(r.percentile_ms(0.99));
+        println!(
+            "single /v1/track at {:>5} req/s   achieved {:>8.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
+            args.rate,
+            r.rate(),
+            r.percentile_ms(0.5),
+            r.percentile_ms(0.99),
+            r.errors
+        );
+        print_server_timings(&admin).await;
+        progress("single /v1/track as fast as possible");
+        let single_max: BodyFn = Arc::new(|conn, n| {
+            Bytes::from(payload::event(
+                &format!("ajs-next-{}-max-{conn}-{n}", crate::clock::now_ms()),
+                n,
+                false,
+            ))
+        });
+        let r = load::closed_loop(target, args.connections, duration, single_max).await?;
+        report.single_max_rate = Some(r.rate());
+        println!(
+            "single /v1/track, closed loop     {:>12.0} req/s     (p50 {:.2} ms, p99 {:.2} ms)",
+            r.rate(),
+            r.percentile_ms(0.5),
+            r.percentile_ms(0.99)
+        );
+        let rss = server.peak_rss_mb();
+        report.peak_rss_ingest_mb = match (report.peak_rss_ingest_mb, rss) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
     }
 
     if phase("e2e") {
+        settle().await;
         progress("end to end: 8 webhook destinations over 4 categories, mixed consent");
         let dir = tempfile::tempdir()?;
         let server = spawn_server(dir.path()).await?;
@@ -495,7 +546,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         println!("  deliveries per destination      {per_dest:?}");
     }
     if let Some(mb) = report.peak_rss_ingest_mb {
-        println!("peak RSS (ingest/single server)   {mb:>9.1} MB");
+        println!("peak RSS (ingest/single servers)  {mb:>9.1} MB");
     }
     if let Some(mb) = report.peak_rss_e2e_mb {
         println!("peak RSS (end-to-end server)      {mb:>9.1} MB");

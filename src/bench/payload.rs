@@ -45,6 +45,7 @@ pub fn batch(prefix: &str, n: usize, seed: u64) -> Vec<u8> {
             out.push(',');
         }
         let id = format!("{prefix}-{i}");
+        debug_assert!(id.len() <= 100);
         out.push_str(&event(
             &id,
             seed.wrapping_mul(31).wrapping_add(i as u64),
@@ -55,8 +56,8 @@ pub fn batch(prefix: &str, n: usize, seed: u64) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// Width of the per-request part of batch messageIds.
-const SLOT: usize = 16;
+/// Width of the per-request part of batch messageIds: `<13-digit ms>-<16 hex digits>`.
+const SLOT: usize = 30;
 
 /// A batch body whose messageIds are patched per request: copying a template and writing
 /// a counter into each id is far cheaper than formatting 60 KB, so the load generator leaves
@@ -67,9 +68,10 @@ pub struct BatchTemplate {
 }
 
 impl BatchTemplate {
+    /// Ids look like analytics-next's, `ajs-next-<ms>-<unique>-<run>-<i>`: time first.
     pub fn new(run: &str, n: usize, seed: u64) -> BatchTemplate {
         let placeholder = "#".repeat(SLOT);
-        let body = batch(&format!("{run}-{placeholder}"), n, seed);
+        let body = batch(&format!("ajs-next-{placeholder}-{run}"), n, seed);
         let needle = placeholder.as_bytes();
         let slots = body
             .windows(SLOT)
@@ -83,7 +85,7 @@ impl BatchTemplate {
     /// The body with every messageId made unique for `request`.
     pub fn render(&self, request: u64) -> Vec<u8> {
         let mut body = self.body.clone();
-        let stamp = format!("{request:016x}");
+        let stamp = format!("{:013}-{request:016x}", crate::clock::now_ms());
         for &at in &self.slots {
             body[at..at + SLOT].copy_from_slice(stamp.as_bytes());
         }

@@ -24,6 +24,7 @@
 //! durable pull consumers, `ack` acknowledges up to a sequence.
 
 mod chunk;
+mod dedup;
 pub mod sqlite;
 mod stats;
 

@@ -18,15 +18,8 @@
 //!   so it never waits for, or blocks, the writer).
 //! * **Sequences are ours.** `seq` is assigned by the writer from a counter persisted in `meta`,
 //!   so it never goes backwards when truncation empties the table.
-//! * **Deduplication: recent ids in memory, older ones in three index generations.** A new
-//!   `messageId` is remembered in memory (it is also in its chunk, written in the same
-//!   transaction) and merged into the on-disk index later, in sorted bulk steps, so a commit
-//!   does not rewrite random index pages. After a crash the in-memory part is rebuilt from the
-//!   chunks after the `dedup_flushed_seq` watermark; truncation never passes that watermark.
-//!   The index has three generations: ids are merged into the current one, a lookup checks
-//!   the current and the previous one, and when the current one is older than the window the
-//!   generations rotate; the oldest is emptied in small steps before it becomes current again.
-//!   An id is remembered for at least one window and at most two.
+//! * **Deduplication by messageId in three generations**, written in the same transaction
+//!   as the events (see `dedup.rs`).
 //! * **Truncation.** Several times a second, chunks wholly at or below the lowest consumer
 //!   cursor are deleted, a bounded number at a time. Disk use is bounded by the slowest
 //!   consumer's backlog.
@@ -34,9 +27,9 @@
 //! # On-disk schema (`log.db`)
 //!
 //! ```text
-//! meta(key PRIMARY KEY, value)   head, dedup generation, rotation time, dedup_flushed_seq
+//! meta(key PRIMARY KEY, value)   head, dedup generation and rotation time
+//! dedup_0 / dedup_1 / dedup_2(id PRIMARY KEY) WITHOUT ROWID   messageIds
 //! chunks(first_seq PRIMARY KEY, last_seq, data BLOB)   events first_seq..=last_seq
-//! dedup_0 / dedup_1 / dedup_2(message_id PRIMARY KEY) WITHOUT ROWID
 //! cursors(consumer PRIMARY KEY, seq)
 //! dead_letters(id PRIMARY KEY, dest, source, seq, message_id, user_id, anonymous_id,
 //!              received_at, failed_at, attempts, error, payload)
@@ -57,6 +50,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::chunk::{self, EventRef};
+use super::dedup::{self, Dedup};
 use super::stats::{self, Metric, NO_DEST, StatsDelta};
 use super::{
     Ack, Append, Appended, Consumer, DestKey, EventLog, LogError, Overview, OverviewQuery, Page,
@@ -66,13 +60,13 @@ use crate::clock;
 
 /// Most events applied in one transaction; keeps a commit's latency bounded under a flood.
 const MAX_GROUP_EVENTS: usize = 20_000;
-/// Chunks deleted per truncation step (a chunk is one request's events).
-const TRUNCATE_CHUNKS: i64 = 500;
-/// Dedup entries forgotten per maintenance step.
-const FORGET_STEP: i64 = 20_000;
-/// Recent ids merged into the dedup index per step, and how many may wait in memory before a
-/// step is taken outside the regular maintenance tick.
-const MERGE_STEP: usize = 20_000;
+/// Chunks deleted per tick (a chunk is one request's events).
+const TRUNCATE_CHUNKS: i64 = 200;
+/// Chunks deleted along with each commit.
+const TRUNCATE_PER_COMMIT: i64 = 64;
+/// Dedup entries forgotten per tick, and at least per commit.
+const FORGET_PER_TICK: usize = 5_000;
+const FORGET_PER_COMMIT: usize = 500;
 /// How often the writer truncates and the checkpointer checkpoints.
 const MAINTENANCE_EVERY: Duration = Duration::from_millis(250);
 
@@ -134,7 +128,7 @@ impl SqliteLog {
         let head: Seq = meta_get(&conn, "head")?
             .unwrap_or(0)
             .max(max_chunk.unwrap_or(0));
-        let dedup = Dedup::rebuild(&conn)?;
+        let dedup = Dedup::open(&conn, dedup_window_ms)?;
         let (committed_tx, committed) = watch::channel(head);
         let (tx, rx) = mpsc::unbounded_channel();
         let stop_checkpointer = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -147,7 +141,6 @@ impl SqliteLog {
         let writer = Writer {
             conn,
             head,
-            dedup_window_ms,
             committed: committed_tx,
             last_maintenance: Instant::now(),
             stop_checkpointer,
@@ -214,15 +207,13 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 fn create_schema(conn: &mut Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(dedup::SCHEMA)?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
          CREATE TABLE IF NOT EXISTS chunks(
              first_seq INTEGER PRIMARY KEY,
              last_seq INTEGER NOT NULL,
              data BLOB NOT NULL);
-         CREATE TABLE IF NOT EXISTS dedup_0(message_id TEXT PRIMARY KEY) WITHOUT ROWID;
-         CREATE TABLE IF NOT EXISTS dedup_1(message_id TEXT PRIMARY KEY) WITHOUT ROWID;
-         CREATE TABLE IF NOT EXISTS dedup_2(message_id TEXT PRIMARY KEY) WITHOUT ROWID;
          CREATE TABLE IF NOT EXISTS cursors(consumer TEXT PRIMARY KEY, seq INTEGER NOT NULL);
          CREATE TABLE IF NOT EXISTS dead_letters(
              id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -295,130 +286,10 @@ impl Reply {
 struct Writer {
     conn: Connection,
     head: Seq,
-    dedup_window_ms: i64,
     committed: watch::Sender<Seq>,
     last_maintenance: Instant,
     stop_checkpointer: Arc<std::sync::atomic::AtomicBool>,
     dedup: Dedup,
-}
-
-/// Ids merged into the index by one step, with their sequences.
-type Merged = Vec<(Seq, Box<str>)>;
-
-/// The in-memory side of deduplication (see the module documentation).
-struct Dedup {
-    /// The generation table ids are merged into (0, 1 or 2).
-    current: i64,
-    /// Ids appended since the watermark, for lookups.
-    recent: std::collections::HashSet<Box<str>>,
-    /// The same ids in sequence order, for merging oldest first.
-    order: std::collections::VecDeque<(Seq, Box<str>)>,
-    /// Every event up to here has its id in the index.
-    flushed_seq: Seq,
-    /// Ids added by the transaction in progress (forgotten again if it fails).
-    pending: Vec<(Seq, Box<str>)>,
-}
-
-impl Dedup {
-    /// Load the generation and the watermark, and re-read the ids of chunks after it.
-    fn rebuild(conn: &Connection) -> Result<Dedup, LogError> {
-        let mut dedup = Dedup {
-            current: meta_get(conn, "dedup_current")?.unwrap_or(0),
-            recent: Default::default(),
-            order: Default::default(),
-            flushed_seq: meta_get(conn, "dedup_flushed_seq")?.unwrap_or(0),
-            pending: Vec::new(),
-        };
-        let mut stmt = conn
-            .prepare("SELECT first_seq, data FROM chunks WHERE last_seq > ?1 ORDER BY first_seq")?;
-        let mut rows = stmt.query([dedup.flushed_seq])?;
-        while let Some(row) = rows.next()? {
-            let first: Seq = row.get(0)?;
-            let data = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
-            for (i, event) in chunk::decode(data).enumerate() {
-                let seq = first + i as Seq;
-                if seq > dedup.flushed_seq
-                    && !event.deleted
-                    && dedup.recent.insert(event.message_id.into())
-                {
-                    dedup.order.push_back((seq, event.message_id.into()));
-                }
-            }
-        }
-        Ok(dedup)
-    }
-
-    fn previous(&self) -> i64 {
-        (self.current + 2) % 3
-    }
-
-    fn oldest(&self) -> i64 {
-        (self.current + 1) % 3
-    }
-
-    /// Whether `id` was seen: in memory, or in the current or previous generation.
-    fn seen(&self, tx: &Transaction<'_>, id: &str) -> rusqlite::Result<bool> {
-        if self.recent.contains(id) {
-            return Ok(true);
-        }
-        // One statement per (current, previous) pair; formatted once, not per event.
-        const LOOKUP: [&str; 3] = [
-            "SELECT 1 FROM dedup_0 WHERE message_id = ?1 UNION ALL SELECT 1 FROM dedup_2 WHERE message_id = ?1",
-            "SELECT 1 FROM dedup_1 WHERE message_id = ?1 UNION ALL SELECT 1 FROM dedup_0 WHERE message_id = ?1",
-            "SELECT 1 FROM dedup_2 WHERE message_id = ?1 UNION ALL SELECT 1 FROM dedup_1 WHERE message_id = ?1",
-        ];
-        debug_assert_eq!(self.previous(), (self.current + 2) % 3);
-        tx.prepare_cached(LOOKUP[self.current as usize])?
-            .exists([id])
-    }
-
-    fn remember(&mut self, seq: Seq, id: &str) {
-        let id: Box<str> = id.into();
-        self.recent.insert(id.clone());
-        self.pending.push((seq, id));
-    }
-
-    fn committed(&mut self) {
-        self.order.extend(self.pending.drain(..));
-    }
-
-    fn rolled_back(&mut self) {
-        for (_, id) in self.pending.drain(..) {
-            self.recent.remove(&id);
-        }
-    }
-
-    /// Merge up to `MERGE_STEP` of the oldest recent ids into the current generation, sorted,
-    /// and advance the watermark. The caller commits.
-    fn merge_step(&mut self, tx: &Transaction<'_>, head: Seq) -> rusqlite::Result<Option<Merged>> {
-        if self.order.is_empty() {
-            if self.flushed_seq < head {
-                self.flushed_seq = head;
-                meta_set(tx, "dedup_flushed_seq", head)?;
-            }
-            return Ok(None);
-        }
-        let take = self.order.len().min(MERGE_STEP);
-        let batch: Vec<(Seq, Box<str>)> = self.order.drain(..take).collect();
-        let watermark = if self.order.is_empty() {
-            head
-        } else {
-            batch.last().map_or(head, |(s, _)| *s)
-        };
-        // Sorted inserts touch each index page once per step instead of once per commit.
-        let mut sorted: Vec<&str> = batch.iter().map(|(_, id)| id.as_ref()).collect();
-        sorted.sort_unstable();
-        let mut insert = tx.prepare_cached(&format!(
-            "INSERT OR IGNORE INTO dedup_{}(message_id) VALUES (?1)",
-            self.current
-        ))?;
-        for id in sorted {
-            insert.execute([id])?;
-        }
-        meta_set(tx, "dedup_flushed_seq", watermark)?;
-        self.flushed_seq = watermark;
-        Ok(Some(batch))
-    }
 }
 
 impl Drop for Writer {
@@ -449,7 +320,7 @@ impl Writer {
             for msg in batch {
                 match msg {
                     Msg::Tick => tick = true,
-                    Msg::DedupWindow(ms) => self.dedup_window_ms = ms,
+                    Msg::DedupWindow(ms) => self.dedup.set_window(ms),
                     Msg::Close(done) => closing = Some(done),
                     #[cfg(test)]
                     Msg::Crash => return,
@@ -462,7 +333,8 @@ impl Writer {
             if closing.is_some() {
                 break;
             }
-            if tick || self.last_maintenance.elapsed() > MAINTENANCE_EVERY * 4 {
+            // Housekeeping rides along with commits; ticks cover the idle case.
+            if tick && self.last_maintenance.elapsed() >= MAINTENANCE_EVERY {
                 self.last_maintenance = Instant::now();
                 if let Err(error) = self.maintain() {
                     tracing::warn!(%error, "Event log maintenance failed; it will be retried.");
@@ -493,6 +365,13 @@ impl Writer {
     /// Apply a group of messages in one transaction and answer them after the commit.
     fn apply(&mut self, work: Vec<Msg>) {
         let started = Instant::now();
+        let events: usize = work
+            .iter()
+            .map(|m| match m {
+                Msg::Append { append, .. } => append.events.len(),
+                _ => 0,
+            })
+            .sum();
         metrics::histogram!("sluice_log_group_messages").record(work.len() as f64);
         let head_before = self.head;
         let mut replies = Vec::with_capacity(work.len());
@@ -505,7 +384,7 @@ impl Writer {
                 match msg {
                     Msg::Append { append, reply } => {
                         let appended =
-                            append_events(&tx, &mut head, &mut self.dedup, &append, &mut stats)?;
+                            append_events(&tx, &mut head, &self.dedup, &append, &mut stats)?;
                         if let Some(reply) = reply {
                             replies.push(Reply::Append(reply, appended));
                         }
@@ -534,15 +413,33 @@ impl Writer {
                 }
             }
             stats.write(&tx)?;
+            // Forget at least as many dedup entries as this group remembered, so forgetting
+            // keeps pace with ingest.
+            let rotation = housekeeping(
+                &tx,
+                &mut self.dedup,
+                head,
+                TRUNCATE_PER_COMMIT,
+                FORGET_PER_COMMIT.max(2 * events),
+            )?;
             tx.commit()?;
             self.head = head;
+            if let Some(rotation) = rotation {
+                self.dedup.rotated(rotation);
+            }
             Ok(())
         })();
-        match &result {
-            Ok(()) => self.dedup.committed(),
-            Err(_) => self.dedup.rolled_back(),
+
+        let took = started.elapsed();
+        metrics::histogram!("sluice_log_commit_seconds").record(took.as_secs_f64());
+        if took > Duration::from_millis(50) {
+            tracing::warn!(
+                took_ms = took.as_millis() as u64,
+                messages = replies.len(),
+                events,
+                "Slow event log commit."
+            );
         }
-        metrics::histogram!("sluice_log_commit_seconds").record(started.elapsed().as_secs_f64());
         match result {
             Ok(()) => {
                 for reply in replies {
@@ -561,78 +458,60 @@ impl Writer {
         }
     }
 
-    /// Record the head, merge recent ids into the dedup index, truncate consumed chunks,
-    /// rotate dedup generations, and forget the oldest generation in steps.
+    /// On a tick: record the head and do a housekeeping step in a transaction of its own.
     fn maintain(&mut self) -> Result<(), LogError> {
-        let floor: Option<Seq> = self
-            .conn
-            .query_row("SELECT MIN(seq) FROM cursors", [], |r| r.get(0))?;
+        let started = Instant::now();
         let tx = self.conn.transaction()?;
         meta_set(&tx, "head", self.head)?;
-        let merged = self.dedup.merge_step(&tx, self.head)?;
-        // Chunks after the dedup watermark are how a crash recovers recent ids: keep them.
-        let floor = floor
-            .unwrap_or(self.head)
-            .min(self.head)
-            .min(self.dedup.flushed_seq);
-        tx.execute(
-            "DELETE FROM chunks WHERE first_seq IN
-               (SELECT first_seq FROM chunks WHERE last_seq <= ?1 ORDER BY first_seq LIMIT ?2)",
-            params![floor, TRUNCATE_CHUNKS],
+        let rotation = housekeeping(
+            &tx,
+            &mut self.dedup,
+            self.head,
+            TRUNCATE_CHUNKS,
+            FORGET_PER_TICK,
         )?;
-        let now = clock::now_ms();
-        let oldest = self.dedup.oldest();
-        let mut rotated = false;
-        match meta_get(&tx, "dedup_rotated_at")? {
-            None => meta_set(&tx, "dedup_rotated_at", now)?,
-            Some(at) if now - at >= self.dedup_window_ms => {
-                // The oldest generation becomes current; whatever is left of it goes now.
-                tx.execute(&format!("DELETE FROM dedup_{oldest}"), [])?;
-                meta_set(&tx, "dedup_current", oldest)?;
-                meta_set(&tx, "dedup_rotated_at", now)?;
-                rotated = true;
-            }
-            Some(_) => {
-                tx.execute(
-                    &format!(
-                        "DELETE FROM dedup_{oldest} WHERE message_id IN
-                           (SELECT message_id FROM dedup_{oldest} LIMIT {FORGET_STEP})"
-                    ),
-                    [],
-                )?;
-            }
+        tx.commit()?;
+        self.last_maintenance = Instant::now();
+        if started.elapsed() > Duration::from_millis(50) {
+            tracing::warn!(
+                took_ms = started.elapsed().as_millis() as u64,
+                "Slow event log maintenance."
+            );
         }
-        match tx.commit() {
-            Ok(()) => {
-                if let Some(batch) = merged {
-                    for (_, id) in batch {
-                        self.dedup.recent.remove(&id);
-                    }
-                }
-                if rotated {
-                    self.dedup.current = oldest;
-                }
-                Ok(())
-            }
-            Err(error) => {
-                // Put the merged ids back; the watermark did not move on disk.
-                if let Some(batch) = merged {
-                    self.dedup.order = batch
-                        .into_iter()
-                        .chain(self.dedup.order.drain(..))
-                        .collect();
-                }
-                self.dedup.flushed_seq = meta_get(&self.conn, "dedup_flushed_seq")?.unwrap_or(0);
-                Err(error.into())
-            }
+        if let Some(rotation) = rotation {
+            self.dedup.rotated(rotation);
         }
+        Ok(())
     }
+}
+
+/// Truncate consumed chunks and forget old dedup entries, a bounded amount, inside `tx`.
+///
+/// The chunk holding `head` is always kept, so after a restart `MAX(last_seq)` still gives the
+/// head and sequences never go backwards.
+fn housekeeping(
+    tx: &Transaction<'_>,
+    dedup: &mut Dedup,
+    head: Seq,
+    chunks: i64,
+    forget: usize,
+) -> Result<Option<dedup::Rotation>, LogError> {
+    let floor: Option<Seq> = tx
+        .prepare_cached("SELECT MIN(seq) FROM cursors")?
+        .query_row([], |r| r.get(0))?;
+    let floor = floor.unwrap_or(head).min(head - 1);
+    tx.prepare_cached(
+        "DELETE FROM chunks WHERE first_seq IN
+           (SELECT first_seq FROM chunks WHERE last_seq <= ?1 ORDER BY first_seq LIMIT ?2)",
+    )?
+    .execute(params![floor, chunks])?;
+    Ok(dedup.housekeeping(tx, forget)?)
 }
 
 fn append_events(
     tx: &Transaction<'_>,
     head: &mut Seq,
-    dedup: &mut Dedup,
+    dedup: &Dedup,
     append: &Append,
     stats: &mut StatsDelta,
 ) -> Result<Appended, LogError> {
@@ -643,12 +522,11 @@ fn append_events(
     let mut data = Vec::with_capacity(capacity);
     let first_seq = *head + 1;
     for (index, event) in append.events.iter().enumerate() {
-        if dedup.seen(tx, &event.message_id)? {
+        if !dedup.first_sighting(tx, &event.message_id)? {
             appended.duplicates.push(index);
             continue;
         }
         *head += 1;
-        dedup.remember(*head, &event.message_id);
         chunk::encode_into(
             &mut data,
             &EventRef {

@@ -432,7 +432,7 @@ impl Writer {
 
         let took = started.elapsed();
         metrics::histogram!("sluice_log_commit_seconds").record(took.as_secs_f64());
-        if took > Duration::from_millis(50) {
+        if took > Duration::from_millis(500) {
             tracing::warn!(
                 took_ms = took.as_millis() as u64,
                 messages = replies.len(),
@@ -472,7 +472,7 @@ impl Writer {
         )?;
         tx.commit()?;
         self.last_maintenance = Instant::now();
-        if started.elapsed() > Duration::from_millis(50) {
+        if started.elapsed() > Duration::from_millis(500) {
             tracing::warn!(
                 took_ms = started.elapsed().as_millis() as u64,
                 "Slow event log maintenance."

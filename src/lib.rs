@@ -3,6 +3,7 @@ pub mod admin;
 pub mod api;
 pub mod app;
 pub mod bench;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod consent;

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod cdn;
 pub mod normalize;
 pub mod tracking;
 pub mod wire;

@@ -2,6 +2,8 @@
 //! modules, because on two cores linking many test binaries dominates test time.
 
 mod admin;
+mod browser;
+mod cli;
 mod common;
 mod delivery;
 mod durability;

@@ -1,0 +1,1 @@
+//! Browser tests (analytics-next + consent tools in headless Chromium).

@@ -14,8 +14,9 @@ use crate::clock;
 use crate::error::ApiError;
 use crate::store::{AuditEntry, AuditQuery};
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct Params {
     from: Option<String>,
     to: Option<String>,
@@ -27,8 +28,9 @@ pub struct Params {
     limit: Option<usize>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = AuditEntry)]
 pub struct EntryView {
     id: i64,
     at: String,
@@ -37,7 +39,9 @@ pub struct EntryView {
     action: String,
     resource_type: String,
     resource_id: String,
+    #[schema(value_type = Option<Object>)]
     before: Option<serde_json::Value>,
+    #[schema(value_type = Option<Object>)]
     after: Option<serde_json::Value>,
 }
 
@@ -57,8 +61,9 @@ impl From<AuditEntry> for EntryView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = AuditPage)]
 pub struct Page {
     entries: Vec<EntryView>,
     next_cursor: Option<i64>,
@@ -86,6 +91,9 @@ fn query(params: &Params, limit: usize) -> Result<AuditQuery, ApiError> {
     })
 }
 
+/// The audit trail, newest first (owners).
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(Params),
+    responses((status = 200, body = Page), (status = 403, body = super::ErrorBody)))]
 pub async fn list(
     State(app): State<Arc<App>>,
     Query(params): Query<Params>,
@@ -101,7 +109,9 @@ pub async fn list(
     }))
 }
 
-/// Every matching entry, oldest first, one JSON object per line.
+/// Every matching entry, oldest first, one JSON object per line (owners).
+#[utoipa::path(get, path = "/api/v1/audit/export", tag = "audit", params(Params),
+    responses((status = 200, content_type = "application/x-ndjson", description = "JSON lines"), (status = 403, body = super::ErrorBody)))]
 pub async fn export(
     State(app): State<Arc<App>>,
     Query(params): Query<Params>,

@@ -13,7 +13,7 @@ use crate::app::App;
 use crate::error::ApiError;
 use crate::store::{Category, CategoryPatch, NewCategory};
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CategoryView {
     id: String,
@@ -35,7 +35,7 @@ impl From<Category> for CategoryView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateCategory {
     id: String,
@@ -44,7 +44,7 @@ pub struct CreateCategory {
     destinations: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PatchCategory {
     id: Option<String>,
@@ -52,12 +52,14 @@ pub struct PatchCategory {
     destinations: Option<Vec<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Disable {
     confirm_name: Option<String>,
 }
 
+/// All consent categories with their mapped destinations.
+#[utoipa::path(get, path = "/api/v1/consent/categories", tag = "consent", responses((status = 200, body = Vec<CategoryView>)))]
 pub async fn list(State(app): State<Arc<App>>) -> Result<Json<Vec<CategoryView>>, ApiError> {
     Ok(Json(
         app.store
@@ -69,6 +71,9 @@ pub async fn list(State(app): State<Arc<App>>) -> Result<Json<Vec<CategoryView>>
     ))
 }
 
+/// One consent category.
+#[utoipa::path(get, path = "/api/v1/consent/categories/{id}", tag = "consent", params(("id" = String, Path, description = "Category id")),
+    responses((status = 200, body = CategoryView), (status = 404, body = super::ErrorBody)))]
 pub async fn get(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
@@ -76,6 +81,9 @@ pub async fn get(
     Ok(Json(app.store.category(&id).await?.into()))
 }
 
+/// Create a category and map destinations to it (owners).
+#[utoipa::path(post, path = "/api/v1/consent/categories", tag = "consent", request_body = CreateCategory,
+    responses((status = 201, body = CategoryView), (status = 400, body = super::ErrorBody), (status = 409, body = super::ErrorBody)))]
 pub async fn create(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -97,6 +105,9 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(created.into())))
 }
 
+/// Change a category's id, name or mapped destinations (owners).
+#[utoipa::path(patch, path = "/api/v1/consent/categories/{id}", tag = "consent", params(("id" = String, Path, description = "Category id (the key in categoryPreferences)")), request_body = PatchCategory,
+    responses((status = 200, body = CategoryView), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
 pub async fn patch(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -120,6 +131,9 @@ pub async fn patch(
     Ok(Json(after.into()))
 }
 
+/// Stop enforcing a category; `confirmName` must equal its name (owners).
+#[utoipa::path(post, path = "/api/v1/consent/categories/{id}/disable", tag = "consent", params(("id" = String, Path, description = "Category id (the key in categoryPreferences)")), request_body = Disable,
+    responses((status = 200, body = CategoryView), (status = 400, body = super::ErrorBody)))]
 pub async fn disable(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -135,6 +149,9 @@ pub async fn disable(
     Ok(Json(after.into()))
 }
 
+/// Enforce a category again (owners).
+#[utoipa::path(post, path = "/api/v1/consent/categories/{id}/enable", tag = "consent", params(("id" = String, Path, description = "Category id (the key in categoryPreferences)")),
+    responses((status = 200, body = CategoryView), (status = 404, body = super::ErrorBody)))]
 pub async fn enable(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -149,6 +166,9 @@ pub async fn enable(
     Ok(Json(after.into()))
 }
 
+/// Delete a category and its mappings (owners).
+#[utoipa::path(delete, path = "/api/v1/consent/categories/{id}", tag = "consent", params(("id" = String, Path, description = "Category id (the key in categoryPreferences)")),
+    responses((status = 204), (status = 404, body = super::ErrorBody)))]
 pub async fn delete(
     State(app): State<Arc<App>>,
     caller: Caller,

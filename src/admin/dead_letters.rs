@@ -12,8 +12,9 @@ use super::{ApiJson, Caller};
 use crate::app::App;
 use crate::error::ApiError;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// At most this many (default 50, at most 500).
     limit: Option<usize>,
@@ -21,15 +22,17 @@ pub struct ListParams {
     cursor: Option<i64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = DeadLetterPage)]
 pub struct Page {
     entries: Vec<Entry>,
     next_cursor: Option<i64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = DeadLetter)]
 struct Entry {
     id: i64,
     message_id: String,
@@ -38,16 +41,20 @@ struct Entry {
     failed_at: String,
     attempts: u32,
     error: String,
+    #[schema(value_type = Object)]
     event: Value,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayBody {
     /// Replay only these dead letters (default: all of them).
     ids: Option<Vec<i64>>,
 }
 
+/// Dead letters of a destination, oldest first.
+#[utoipa::path(get, path = "/api/v1/destinations/{id}/dead-letters", tag = "delivery", params(("id" = String, Path, description = "Destination id"), ListParams),
+    responses((status = 200, body = Page), (status = 404, body = super::ErrorBody)))]
 pub async fn list(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
@@ -87,6 +94,9 @@ pub async fn list(
     }))
 }
 
+/// Deliver dead letters again (all, or the given ids).
+#[utoipa::path(post, path = "/api/v1/destinations/{id}/dead-letters/replay", tag = "delivery", params(("id" = String, Path, description = "Destination id")), request_body = ReplayBody,
+    responses((status = 200, description = "`{\"replayed\": n}`"), (status = 404, body = super::ErrorBody)))]
 pub async fn replay(
     State(app): State<Arc<App>>,
     caller: Caller,

@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::log::Consumer;
 use crate::store::{Destination, DestinationPatch, NewDestination};
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DestinationView {
     id: String,
@@ -25,6 +25,7 @@ pub struct DestinationView {
     #[serde(rename = "type")]
     kind: String,
     /// Secrets are replaced by `********`; send that back to keep a secret unchanged.
+    #[schema(value_type = Object)]
     settings: Value,
     enabled: bool,
     enforce_consent: bool,
@@ -32,7 +33,7 @@ pub struct DestinationView {
     status: DeliveryState,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct DeliveryState {
     /// `delivering`, `retrying`, `paused` (disabled) or `error` (cannot start).
@@ -88,24 +89,27 @@ pub fn view(app: &App, d: &Destination) -> DestinationView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateDestination {
     name: String,
     integration: String,
     #[serde(rename = "type")]
     kind: String,
+    /// Type settings; see `GET /api/v1/destination-types`.
     #[serde(default)]
+    #[schema(value_type = Object)]
     settings: Value,
     enabled: Option<bool>,
     enforce_consent: Option<bool>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PatchDestination {
     name: Option<String>,
     integration: Option<String>,
+    #[schema(value_type = Option<Object>)]
     settings: Option<Value>,
     enabled: Option<bool>,
     enforce_consent: Option<bool>,
@@ -128,6 +132,8 @@ fn validate(app: &App, kind: &dyn DestinationType, settings: &Value) -> Result<V
         .map_err(|m| ApiError::bad_request("invalid", m))
 }
 
+/// All destinations, with secrets redacted and their delivery state.
+#[utoipa::path(get, path = "/api/v1/destinations", tag = "destinations", responses((status = 200, body = Vec<DestinationView>)))]
 pub async fn list(State(app): State<Arc<App>>) -> Result<Json<Vec<DestinationView>>, ApiError> {
     Ok(Json(
         app.store
@@ -139,6 +145,9 @@ pub async fn list(State(app): State<Arc<App>>) -> Result<Json<Vec<DestinationVie
     ))
 }
 
+/// One destination.
+#[utoipa::path(get, path = "/api/v1/destinations/{id}", tag = "destinations", params(("id" = String, Path, description = "Destination id")),
+    responses((status = 200, body = DestinationView), (status = 404, body = super::ErrorBody)))]
 pub async fn get(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
@@ -146,6 +155,9 @@ pub async fn get(
     Ok(Json(view(&app, &app.store.destination(&id).await?)))
 }
 
+/// Create a destination.
+#[utoipa::path(post, path = "/api/v1/destinations", tag = "destinations", request_body = CreateDestination,
+    responses((status = 201, body = DestinationView), (status = 400, body = super::ErrorBody)))]
 pub async fn create(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -174,6 +186,9 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(view(&app, &created))))
 }
 
+/// Change a destination. Settings are replaced as a whole; `********` keeps a stored secret.
+#[utoipa::path(patch, path = "/api/v1/destinations/{id}", tag = "destinations", params(("id" = String, Path, description = "Destination id")), request_body = PatchDestination,
+    responses((status = 200, body = DestinationView), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
 pub async fn patch(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -208,6 +223,9 @@ pub async fn patch(
     Ok(Json(view(&app, &after)))
 }
 
+/// Delete a destination, its backlog and its dead letters.
+#[utoipa::path(delete, path = "/api/v1/destinations/{id}", tag = "destinations", params(("id" = String, Path, description = "Destination id")),
+    responses((status = 204), (status = 404, body = super::ErrorBody)))]
 pub async fn delete(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -223,7 +241,7 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TypeView {
     name: &'static str,
@@ -232,6 +250,8 @@ pub struct TypeView {
     secret_settings: &'static [&'static str],
 }
 
+/// The destination types this server knows.
+#[utoipa::path(get, path = "/api/v1/destination-types", tag = "destinations", responses((status = 200, body = Vec<TypeView>)))]
 pub async fn types() -> Json<Vec<TypeView>> {
     Json(
         destinations::REGISTRY

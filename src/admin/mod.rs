@@ -6,6 +6,9 @@
 //! in the table; a route missing from the table answers 500, so the route × role test catches
 //! it. Handlers never check roles themselves.
 //!
+//! Routes are registered through `utoipa_axum`, so every mounted route is in the OpenAPI
+//! document served at `/api/v1/openapi.json`.
+//!
 //! Every change goes through the control store, which writes its audit entry in the same
 //! transaction, and is followed by `App::reload` before the handler answers.
 
@@ -26,7 +29,9 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use extract::{ApiJson, Caller};
 
@@ -183,77 +188,107 @@ pub static ACCESS: &[(Method, &str, Role, &str)] = &[
     ),
 ];
 
-/// The admin router.
+/// The error body every admin route answers with (`{"code", "message"}`).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Machine-readable, e.g. `invalid`, `forbidden`, `not_found`.
+    pub code: String,
+    /// What went wrong and what to do next.
+    pub message: String,
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Sluice admin API",
+        description = "Configure sources, destinations and consent categories; read the delivery overview and the audit trail. Every call needs `Authorization: Bearer <token>`.",
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    components(schemas(ErrorBody)),
+    tags(
+        (name = "workspace", description = "Workspace consent settings"),
+        (name = "sources", description = "Sources and write keys"),
+        (name = "destinations", description = "Destinations"),
+        (name = "consent", description = "Consent categories and mappings"),
+        (name = "delivery", description = "Delivery overview and dead letters"),
+        (name = "users", description = "Users and API tokens"),
+        (name = "audit", description = "The audit trail"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+            );
+    }
+}
+
+/// Every admin route, registered together with its OpenAPI description: a route cannot be
+/// mounted without appearing in the document.
+fn documented() -> OpenApiRouter<Arc<App>> {
+    use utoipa::OpenApi as _;
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(workspace::get, workspace::patch))
+        .routes(routes!(sources::list, sources::create))
+        .routes(routes!(sources::get, sources::patch, sources::delete))
+        .routes(routes!(destinations::list, destinations::create))
+        .routes(routes!(
+            destinations::get,
+            destinations::patch,
+            destinations::delete
+        ))
+        .routes(routes!(dead_letters::list))
+        .routes(routes!(dead_letters::replay))
+        .routes(routes!(destinations::types))
+        .routes(routes!(categories::list, categories::create))
+        .routes(routes!(
+            categories::get,
+            categories::patch,
+            categories::delete
+        ))
+        .routes(routes!(categories::disable))
+        .routes(routes!(categories::enable))
+        .routes(routes!(overview::get))
+        .routes(routes!(users::me))
+        .routes(routes!(users::list, users::create))
+        .routes(routes!(users::get, users::patch, users::delete))
+        .routes(routes!(users::tokens, users::create_token))
+        .routes(routes!(users::revoke_token))
+        .routes(routes!(audit::list))
+        .routes(routes!(audit::export))
+}
+
+/// The OpenAPI document of the admin API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    documented().into_openapi()
+}
+
+/// The admin router: every documented route behind authentication and the access table, and
+/// the document itself at `/api/v1/openapi.json` (public: it holds no data).
 pub fn routes(app: Arc<App>) -> Router<Arc<App>> {
-    Router::new()
-        .route(
-            "/api/v1/workspace",
-            get(workspace::get).patch(workspace::patch),
-        )
-        .route("/api/v1/sources", get(sources::list).post(sources::create))
-        .route(
-            "/api/v1/sources/{id}",
-            get(sources::get)
-                .patch(sources::patch)
-                .delete(sources::delete),
-        )
-        .route(
-            "/api/v1/destinations",
-            get(destinations::list).post(destinations::create),
-        )
-        .route(
-            "/api/v1/destinations/{id}",
-            get(destinations::get)
-                .patch(destinations::patch)
-                .delete(destinations::delete),
-        )
-        .route(
-            "/api/v1/destinations/{id}/dead-letters",
-            get(dead_letters::list),
-        )
-        .route(
-            "/api/v1/destinations/{id}/dead-letters/replay",
-            post(dead_letters::replay),
-        )
-        .route("/api/v1/destination-types", get(destinations::types))
-        .route(
-            "/api/v1/consent/categories",
-            get(categories::list).post(categories::create),
-        )
-        .route(
-            "/api/v1/consent/categories/{id}",
-            get(categories::get)
-                .patch(categories::patch)
-                .delete(categories::delete),
-        )
-        .route(
-            "/api/v1/consent/categories/{id}/disable",
-            post(categories::disable),
-        )
-        .route(
-            "/api/v1/consent/categories/{id}/enable",
-            post(categories::enable),
-        )
-        .route("/api/v1/delivery-overview", get(overview::get))
-        .route("/api/v1/me", get(users::me))
-        .route("/api/v1/users", get(users::list).post(users::create))
-        .route(
-            "/api/v1/users/{id}",
-            get(users::get).patch(users::patch).delete(users::delete),
-        )
-        .route(
-            "/api/v1/users/{id}/tokens",
-            get(users::tokens).post(users::create_token),
-        )
-        .route(
-            "/api/v1/users/{id}/tokens/{token_id}",
-            axum::routing::delete(users::revoke_token),
-        )
-        .route("/api/v1/audit", get(audit::list))
-        .route("/api/v1/audit/export", get(audit::export))
+    let (router, api) = documented().split_for_parts();
+    let api = Arc::new(api);
+    router
         .route_layer(middleware::from_fn_with_state(app, authorize))
         // Admin bodies are small; 1 MiB is generous for config-as-code documents.
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let api = Arc::clone(&api);
+                async move { axum::Json(api.as_ref().clone()) }
+            }),
+        )
 }
 
 /// Authenticate the bearer token and check the caller's role against [`ACCESS`].

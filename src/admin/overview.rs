@@ -13,8 +13,9 @@ use crate::clock;
 use crate::error::ApiError;
 use crate::log::OverviewQuery;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct Params {
     source_id: Option<String>,
     destination_id: Option<String>,
@@ -24,7 +25,7 @@ pub struct Params {
     to: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OverviewView {
     from: String,
@@ -41,7 +42,7 @@ pub struct OverviewView {
     destinations: Vec<DestinationSteps>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct DestinationSteps {
     destination_id: String,
@@ -73,6 +74,9 @@ fn parse_time(field: &str, value: Option<&str>, default: i64) -> Result<i64, Api
     }
 }
 
+/// Delivery overview: Segment's steps per source and destination over a time range.
+#[utoipa::path(get, path = "/api/v1/delivery-overview", tag = "delivery", params(Params),
+    responses((status = 200, body = OverviewView), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
 pub async fn get(
     State(app): State<Arc<App>>,
     Query(params): Query<Params>,

@@ -14,7 +14,7 @@ use crate::consent::MissingConsentPolicy;
 use crate::error::ApiError;
 use crate::store::{NewSource, Role, Source, SourcePatch};
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SourceView {
     id: String,
@@ -46,7 +46,7 @@ impl SourceView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateSource {
     name: String,
@@ -54,17 +54,23 @@ pub struct CreateSource {
     missing_consent_policy: Option<MissingConsentPolicy>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PatchSource {
     name: Option<String>,
     enabled: Option<bool>,
+    /// `null` removes the limit.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u32>)]
     rate_limit_per_second: Option<Option<u32>>,
+    /// `null` falls back to the workspace policy.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<MissingConsentPolicy>)]
     missing_consent_policy: Option<Option<MissingConsentPolicy>>,
 }
 
+/// All sources (write keys in full for owners only).
+#[utoipa::path(get, path = "/api/v1/sources", tag = "sources", responses((status = 200, body = Vec<SourceView>)))]
 pub async fn list(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -80,6 +86,9 @@ pub async fn list(
     ))
 }
 
+/// One source.
+#[utoipa::path(get, path = "/api/v1/sources/{id}", tag = "sources", params(("id" = String, Path, description = "Source id")),
+    responses((status = 200, body = SourceView), (status = 404, body = super::ErrorBody)))]
 pub async fn get(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -92,6 +101,9 @@ pub async fn get(
     )))
 }
 
+/// Create a source; the answer holds its write key.
+#[utoipa::path(post, path = "/api/v1/sources", tag = "sources", request_body = CreateSource,
+    responses((status = 201, body = SourceView), (status = 400, body = super::ErrorBody)))]
 pub async fn create(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -114,6 +126,9 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(SourceView::new(&source, true))))
 }
 
+/// Rename, enable or disable, rate-limit a source.
+#[utoipa::path(patch, path = "/api/v1/sources/{id}", tag = "sources", params(("id" = String, Path, description = "Source id")), request_body = PatchSource,
+    responses((status = 200, body = SourceView), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
 pub async fn patch(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -141,6 +156,9 @@ pub async fn patch(
     )))
 }
 
+/// Delete a source (its write key stops working at once).
+#[utoipa::path(delete, path = "/api/v1/sources/{id}", tag = "sources", params(("id" = String, Path, description = "Source id")),
+    responses((status = 204), (status = 404, body = super::ErrorBody)))]
 pub async fn delete(
     State(app): State<Arc<App>>,
     caller: Caller,

@@ -13,7 +13,7 @@ use crate::app::App;
 use crate::error::ApiError;
 use crate::store::{NewUser, Role, Token, User, UserPatch};
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserView {
     id: String,
@@ -37,7 +37,7 @@ impl From<User> for UserView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenView {
     id: String,
@@ -65,7 +65,7 @@ impl TokenView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateUser {
     email: String,
@@ -74,7 +74,7 @@ pub struct CreateUser {
     password: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PatchUser {
     name: Option<String>,
@@ -82,7 +82,7 @@ pub struct PatchUser {
     password: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     name: String,
@@ -113,10 +113,14 @@ pub async fn hash_password(password: String) -> Result<String, ApiError> {
     .map_err(|e| ApiError::internal(format!("hashing task failed: {e}")))?
 }
 
+/// The user the token belongs to.
+#[utoipa::path(get, path = "/api/v1/me", tag = "users", responses((status = 200, body = UserView), (status = 401, body = super::ErrorBody)))]
 pub async fn me(caller: Caller) -> Json<UserView> {
     Json(caller.user.into())
 }
 
+/// All users.
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", responses((status = 200, body = Vec<UserView>)))]
 pub async fn list(State(app): State<Arc<App>>) -> Result<Json<Vec<UserView>>, ApiError> {
     Ok(Json(
         app.store
@@ -128,6 +132,9 @@ pub async fn list(State(app): State<Arc<App>>) -> Result<Json<Vec<UserView>>, Ap
     ))
 }
 
+/// One user.
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path, description = "User id")),
+    responses((status = 200, body = UserView), (status = 404, body = super::ErrorBody)))]
 pub async fn get(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
@@ -135,6 +142,9 @@ pub async fn get(
     Ok(Json(app.store.user(&id).await?.into()))
 }
 
+/// Create a user (owners).
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = CreateUser,
+    responses((status = 201, body = UserView), (status = 400, body = super::ErrorBody), (status = 409, body = super::ErrorBody)))]
 pub async fn create(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -159,6 +169,9 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(user.into())))
 }
 
+/// Change a user's name, role or password (owners).
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path, description = "User id")), request_body = PatchUser,
+    responses((status = 200, body = UserView), (status = 400, body = super::ErrorBody), (status = 409, body = super::ErrorBody)))]
 pub async fn patch(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -184,6 +197,8 @@ pub async fn patch(
     Ok(Json(after.into()))
 }
 
+/// Delete a user and their tokens (owners).
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path, description = "User id")), responses((status = 204), (status = 409, body = super::ErrorBody)))]
 pub async fn delete(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -193,6 +208,9 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A user's API tokens, without secrets (owners).
+#[utoipa::path(get, path = "/api/v1/users/{id}/tokens", tag = "users", params(("id" = String, Path, description = "User id")),
+    responses((status = 200, body = Vec<TokenView>)))]
 pub async fn tokens(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
@@ -207,6 +225,9 @@ pub async fn tokens(
     ))
 }
 
+/// Create an API token; its secret is in this answer only (owners).
+#[utoipa::path(post, path = "/api/v1/users/{id}/tokens", tag = "users", params(("id" = String, Path, description = "User id")), request_body = CreateToken,
+    responses((status = 201, body = TokenView), (status = 404, body = super::ErrorBody)))]
 pub async fn create_token(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -223,6 +244,10 @@ pub async fn create_token(
     ))
 }
 
+/// Revoke a token at once (owners).
+#[utoipa::path(delete, path = "/api/v1/users/{id}/tokens/{token_id}", tag = "users",
+    params(("id" = String, Path, description = "User id"), ("token_id" = String, Path, description = "Token id")),
+    responses((status = 200, body = TokenView), (status = 404, body = super::ErrorBody)))]
 pub async fn revoke_token(
     State(app): State<Arc<App>>,
     caller: Caller,

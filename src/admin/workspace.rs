@@ -12,7 +12,7 @@ use crate::consent::{MissingConsentPolicy, MultiCategoryRule};
 use crate::error::ApiError;
 use crate::store::{Workspace, WorkspacePatch};
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkspaceView {
     missing_consent_policy: MissingConsentPolicy,
@@ -30,7 +30,7 @@ impl From<&Workspace> for WorkspaceView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PatchWorkspace {
     missing_consent_policy: Option<MissingConsentPolicy>,
@@ -38,10 +38,16 @@ pub struct PatchWorkspace {
     dedup_window_hours: Option<u32>,
 }
 
+/// Workspace consent settings.
+#[utoipa::path(get, path = "/api/v1/workspace", tag = "workspace",
+    responses((status = 200, body = WorkspaceView), (status = 401, body = super::ErrorBody)))]
 pub async fn get(State(app): State<Arc<App>>) -> Result<Json<WorkspaceView>, ApiError> {
     Ok(Json(WorkspaceView::from(&app.store.workspace().await?)))
 }
 
+/// Change workspace settings (owners).
+#[utoipa::path(patch, path = "/api/v1/workspace", tag = "workspace", request_body = PatchWorkspace,
+    responses((status = 200, body = WorkspaceView), (status = 400, body = super::ErrorBody), (status = 403, body = super::ErrorBody)))]
 pub async fn patch(
     State(app): State<Arc<App>>,
     caller: Caller,

@@ -21,7 +21,7 @@ pub type CategoryMask = u128;
 pub const MAX_CATEGORIES: usize = CategoryMask::BITS as usize;
 
 /// What to do with events that carry no consent signal (SPEC §1, §4 step 6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MissingConsentPolicy {
     /// Deliver as if no destination required consent (Segment's behaviour).
@@ -32,7 +32,7 @@ pub enum MissingConsentPolicy {
 }
 
 /// How several categories mapped to one destination combine (SPEC §4 step 8).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MultiCategoryRule {
     /// Every mapped, enabled category must be granted (Segment's behaviour).

@@ -1,6 +1,7 @@
 //! Integration tests: the real server on ephemeral ports, talked to over HTTP. One binary with
 //! modules, because on two cores linking many test binaries dominates test time.
 
+mod access;
 mod admin;
 mod browser;
 mod cli;

@@ -41,6 +41,8 @@ pub struct App {
     public_url: std::sync::OnceLock<String>,
     snapshot: ArcSwap<Snapshot>,
     config_lock: Mutex<()>,
+    /// Stops background tasks (audit retention) on shutdown.
+    background: tokio_util::sync::CancellationToken,
 }
 
 /// Held while changing configuration; `App::reload` must be called before it is dropped.
@@ -116,8 +118,10 @@ impl App {
             public_url: std::sync::OnceLock::new(),
             snapshot: ArcSwap::from_pointee(Snapshot::empty()),
             config_lock: Mutex::new(()),
+            background: tokio_util::sync::CancellationToken::new(),
         });
         app.reload().await?;
+        tokio::spawn(prune_audit_hourly(Arc::clone(&app)));
         Ok((app, first_start))
     }
 
@@ -167,8 +171,31 @@ impl App {
 
     /// Stop delivery (letting in-flight work finish) and close the log.
     pub async fn shutdown(&self) {
+        self.background.cancel();
         self.delivery.shutdown().await;
         self.log.close().await;
+    }
+}
+
+/// Delete audit entries older than the retention period, at start and every hour.
+async fn prune_audit_hourly(app: Arc<App>) {
+    let retention_ms = i64::from(app.config.audit.retention_days) * 86_400_000;
+    loop {
+        match app
+            .store
+            .prune_audit(crate::clock::now_ms() - retention_ms)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "Pruned audit entries past their retention."),
+            Err(error) => {
+                tracing::warn!(%error, "Pruning the audit trail failed; will retry in an hour.")
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_secs(3_600)) => {}
+            () = app.background.cancelled() => return,
+        }
     }
 }
 

@@ -17,6 +17,20 @@ pub struct Config {
     pub server: ServerConfig,
     pub storage: StorageConfig,
     pub delivery: DeliveryConfig,
+    pub audit: AuditConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Audit entries older than this many days are deleted (checked hourly).
+    pub retention_days: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { retention_days: 90 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -152,6 +166,9 @@ impl Config {
                 "delivery.backoff_base_ms must be positive and at most delivery.backoff_max_ms"
                     .into(),
             );
+        }
+        if self.audit.retention_days == 0 {
+            return Err("audit.retention_days must be at least 1".into());
         }
         if self.server.max_concurrent_requests == 0 {
             return Err("server.max_concurrent_requests must be at least 1".into());

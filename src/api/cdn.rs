@@ -36,7 +36,11 @@ fn api_host(app: &App, headers: &HeaderMap) -> (String, &'static str) {
             None => host.to_owned(),
         };
         let path = parsed.path().trim_end_matches('/');
-        let protocol = if parsed.scheme() == "https" { "https" } else { "http" };
+        let protocol = if parsed.scheme() == "https" {
+            "https"
+        } else {
+            "http"
+        };
         return (format!("{host}{path}/v1"), protocol);
     }
     let host = headers
@@ -57,13 +61,20 @@ fn categories_by_integration(snapshot: &Snapshot) -> BTreeMap<String, BTreeSet<S
             .iter()
             .filter(|c| c.enabled && c.destinations.contains(&dest.id))
             .map(|c| c.id.clone());
-        out.entry(dest.integration.clone()).or_default().extend(categories);
+        out.entry(dest.integration.clone())
+            .or_default()
+            .extend(categories);
     }
     out
 }
 
 /// The settings document for a source.
-pub fn settings_document(snapshot: &Snapshot, write_key: &str, api_host: &str, protocol: &str) -> Value {
+pub fn settings_document(
+    snapshot: &Snapshot,
+    write_key: &str,
+    api_host: &str,
+    protocol: &str,
+) -> Value {
     let by_integration = categories_by_integration(snapshot);
     let mut integrations = serde_json::Map::new();
     integrations.insert(
@@ -85,7 +96,10 @@ pub fn settings_document(snapshot: &Snapshot, write_key: &str, api_host: &str, p
             integrations.insert(integration.clone(), json!({}));
         } else {
             all_categories.extend(categories.iter().cloned());
-            integrations.insert(integration.clone(), json!({"consentSettings": {"categories": categories}}));
+            integrations.insert(
+                integration.clone(),
+                json!({"consentSettings": {"categories": categories}}),
+            );
         }
     }
     json!({
@@ -123,7 +137,10 @@ fn cacheable(headers: &HeaderMap, body: Value) -> Response {
         ([(header::CONTENT_TYPE, "application/json")], text).into_response()
     };
     let h = response.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(CACHE_CONTROL));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(CACHE_CONTROL),
+    );
     if let Ok(value) = HeaderValue::from_str(&etag) {
         h.insert(header::ETAG, value);
     }
@@ -132,25 +149,45 @@ fn cacheable(headers: &HeaderMap, body: Value) -> Response {
 
 /// A small stable hash for ETags (not for security).
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 fn unknown() -> ApiError {
     ApiError::not_found("no source has this write key; copy it from GET /api/v1/sources")
 }
 
-pub async fn settings(State(app): State<Arc<App>>, Path(write_key): Path<String>, headers: HeaderMap) -> Response {
+pub async fn settings(
+    State(app): State<Arc<App>>,
+    Path(write_key): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let snapshot = app.snapshot();
-    let Some(source) = snapshot.source_by_write_key(&write_key).filter(|s| s.source.enabled) else {
+    let Some(source) = snapshot
+        .source_by_write_key(&write_key)
+        .filter(|s| s.source.enabled)
+    else {
         return unknown().into_response();
     };
     let (host, protocol) = api_host(&app, &headers);
-    cacheable(&headers, settings_document(&snapshot, &source.source.write_key, &host, protocol))
+    cacheable(
+        &headers,
+        settings_document(&snapshot, &source.source.write_key, &host, protocol),
+    )
 }
 
-pub async fn integrations(State(app): State<Arc<App>>, Path(write_key): Path<String>, headers: HeaderMap) -> Response {
+pub async fn integrations(
+    State(app): State<Arc<App>>,
+    Path(write_key): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let snapshot = app.snapshot();
-    if snapshot.source_by_write_key(&write_key).filter(|s| s.source.enabled).is_none() {
+    if snapshot
+        .source_by_write_key(&write_key)
+        .filter(|s| s.source.enabled)
+        .is_none()
+    {
         return unknown().into_response();
     }
     let list: Vec<Value> = categories_by_integration(&snapshot)

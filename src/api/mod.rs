@@ -55,6 +55,12 @@ pub fn routes() -> Router<Arc<App>> {
         "/v1/m",
         post(|| async { axum::Json(serde_json::json!({"success": true})) }),
     );
+    router = router
+        .route("/v1/projects/{write_key}/settings", get(cdn::settings))
+        .route(
+            "/v1/projects/{write_key}/integrations",
+            get(cdn::integrations),
+        );
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::mirror_request())
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])

@@ -415,3 +415,35 @@ async fn every_change_is_audited_with_distinct_category_actions() {
         .unwrap();
     assert_eq!(mapping.len(), 2);
 }
+
+#[tokio::test]
+async fn audit_retention_prunes_only_old_entries() {
+    let (_dir, store) = store();
+    store.create_destination(dest("A"), &me()).await.unwrap();
+    store.create_destination(dest("B"), &me()).await.unwrap();
+    let all = || {
+        store.audit(AuditQuery {
+            limit: 100,
+            ..Default::default()
+        })
+    };
+    assert_eq!(all().await.unwrap().len(), 2);
+    // Nothing is older than an hour ago.
+    assert_eq!(
+        store
+            .prune_audit(crate::clock::now_ms() - 3_600_000)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(all().await.unwrap().len(), 2);
+    // Everything is older than a second from now.
+    assert_eq!(
+        store
+            .prune_audit(crate::clock::now_ms() + 1_000)
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(all().await.unwrap().is_empty());
+}

@@ -4,6 +4,7 @@
 mod access;
 mod admin;
 mod browser;
+mod cdn;
 mod cli;
 mod common;
 mod delivery;

@@ -52,18 +52,30 @@ fn api_host(app: &App, headers: &HeaderMap) -> (String, &'static str) {
     (format!("{host}/v1"), "http")
 }
 
-/// Per integration name: the enabled categories mapped to its enabled destinations.
-fn categories_by_integration(snapshot: &Snapshot) -> BTreeMap<String, BTreeSet<String>> {
-    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+/// Per integration name: the enabled categories its enabled destinations require, or `None`
+/// when one of them requires nothing (unmapped, or `enforceConsent: false`) and so receives
+/// every event.
+fn categories_by_integration(snapshot: &Snapshot) -> BTreeMap<String, Option<BTreeSet<String>>> {
+    let mut out: BTreeMap<String, Option<BTreeSet<String>>> = BTreeMap::new();
     for dest in snapshot.destinations.iter().filter(|d| d.enabled) {
-        let categories = snapshot
-            .categories
-            .iter()
-            .filter(|c| c.enabled && c.destinations.contains(&dest.id))
-            .map(|c| c.id.clone());
-        out.entry(dest.integration.clone())
-            .or_default()
-            .extend(categories);
+        let required: BTreeSet<String> = if dest.enforce_consent {
+            snapshot
+                .categories
+                .iter()
+                .filter(|c| c.enabled && c.destinations.contains(&dest.id))
+                .map(|c| c.id.clone())
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
+        let entry = out
+            .entry(dest.integration.clone())
+            .or_insert_with(|| Some(BTreeSet::new()));
+        match (entry.as_mut(), required.is_empty()) {
+            (Some(_), true) => *entry = None,
+            (Some(set), false) => set.extend(required),
+            (None, _) => {}
+        }
     }
     out
 }
@@ -91,15 +103,18 @@ pub fn settings_document(
     let mut all_categories = BTreeSet::new();
     let mut has_unmapped = false;
     for (integration, categories) in &by_integration {
-        if categories.is_empty() {
-            has_unmapped = true;
-            integrations.insert(integration.clone(), json!({}));
-        } else {
-            all_categories.extend(categories.iter().cloned());
-            integrations.insert(
-                integration.clone(),
-                json!({"consentSettings": {"categories": categories}}),
-            );
+        match categories {
+            None => {
+                has_unmapped = true;
+                integrations.insert(integration.clone(), json!({}));
+            }
+            Some(categories) => {
+                all_categories.extend(categories.iter().cloned());
+                integrations.insert(
+                    integration.clone(),
+                    json!({"consentSettings": {"categories": categories}}),
+                );
+            }
         }
     }
     json!({
@@ -196,7 +211,7 @@ pub async fn integrations(
             let category = snapshot
                 .categories
                 .iter()
-                .find(|c| categories.contains(&c.id))
+                .find(|c| categories.as_ref().is_some_and(|set| set.contains(&c.id)))
                 .map_or_else(|| "Other".to_owned(), |c| c.name.clone());
             json!({
                 "name": integration,

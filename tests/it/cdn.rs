@@ -217,3 +217,54 @@ async fn public_url_decides_the_api_host() {
         json!({"allCategories": [], "hasUnmappedDestinations": false})
     );
 }
+
+#[tokio::test]
+async fn destinations_that_receive_everything_count_as_unmapped() {
+    // Two "Webhooks" destinations, one mapped and one not: the integration receives everything.
+    let server = TestServer::start().await;
+    let mapped = server
+        .webhook("Mapped", "Webhooks", "http://127.0.0.1:9/a", json!({}))
+        .await;
+    server
+        .webhook("Unmapped", "Webhooks", "http://127.0.0.1:9/b", json!({}))
+        .await;
+    server
+        .create(
+            "/api/v1/consent/categories",
+            json!({"id": "C0004", "name": "Advertising", "destinations": [mapped]}),
+        )
+        .await;
+    let settings = |server: &TestServer| {
+        let url = format!("{}/v1/projects/{}/settings", server.url, server.write_key);
+        let http = server.http.clone();
+        async move {
+            http.get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let doc = settings(&server).await;
+    assert_eq!(doc["consentSettings"]["hasUnmappedDestinations"], true);
+    assert_eq!(doc["integrations"]["Webhooks"], json!({}));
+
+    // A mapped destination with enforceConsent off receives everything too.
+    let server = TestServer::start().await;
+    let archive = server
+        .create("/api/v1/destinations", json!({"name": "Archive", "integration": "Archive", "type": "file", "settings": {"path": "a.jsonl"}, "enforceConsent": false}))
+        .await;
+    server
+        .create(
+            "/api/v1/consent/categories",
+            json!({"id": "C0004", "name": "Advertising", "destinations": [archive]}),
+        )
+        .await;
+    let doc = settings(&server).await;
+    assert_eq!(
+        doc["consentSettings"],
+        json!({"allCategories": [], "hasUnmappedDestinations": true})
+    );
+}

@@ -16,7 +16,9 @@ use sluice::config::Config;
     about = "Sluice: a self-hosted, consent-enforcing customer-event router, wire-compatible with Segment",
     long_about = "Sluice accepts events from any Segment SDK, delivers each one only to the destinations the \
 end user consented to, and keeps the proof.\n\nStart with `sluice serve`; it prints an owner token and a \
-write key on first start."
+write key on first start. The other commands manage a running server through its admin API \
+(`--url`, `--token` or SLUICE_URL, SLUICE_TOKEN); `sluice export` and `sluice apply` keep its configuration \
+as a YAML file."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -31,6 +33,9 @@ enum Command {
     Bench(sluice::bench::BenchArgs),
     #[command(hide = true)]
     NullServer(sluice::bench::NullServerArgs),
+    /// Client commands against a running server (`--url`, `--token`).
+    #[command(flatten)]
+    Client(sluice::cli::Command),
 }
 
 #[derive(clap::Args)]
@@ -174,6 +179,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve(args).await,
             Command::Bench(args) => sluice::bench::run(args).await,
             Command::NullServer(args) => sluice::bench::null_server(args).await,
+            Command::Client(command) => sluice::cli::run(command).await,
         }
     });
     match result {

@@ -37,12 +37,14 @@ pub struct App {
     pub trusted_proxies: Vec<IpRange>,
     pub build_ctx: BuildContext,
     pub metrics: Option<PrometheusHandle>,
+    pub profiles: crate::profiles::ProfileStore,
     /// Set once the listener is bound (`public_url` may depend on the bound port).
     public_url: std::sync::OnceLock<String>,
     snapshot: ArcSwap<Snapshot>,
     config_lock: Mutex<()>,
-    /// Stops background tasks (audit retention) on shutdown.
+    /// Stops background tasks (audit retention, the profile consumer) on shutdown.
     background: tokio_util::sync::CancellationToken,
+    background_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// Held while changing configuration; `App::reload` must be called before it is dropped.
@@ -107,6 +109,13 @@ impl App {
             allowed_file_dirs: config.delivery.file_allowed_dirs.clone(),
         };
         let trusted_proxies = config.trusted_proxies().map_err(anyhow::Error::msg)?;
+        let profiles =
+            crate::profiles::ProfileStore::open(&data_dir.join("profiles.db")).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot open {}: {e}",
+                    data_dir.join("profiles.db").display()
+                )
+            })?;
         let app = Arc::new(App {
             delivery: Supervisor::new(Arc::clone(&log), config.delivery.clone(), build_ctx.clone()),
             config,
@@ -115,13 +124,19 @@ impl App {
             trusted_proxies,
             build_ctx,
             metrics,
+            profiles: profiles.clone(),
             public_url: std::sync::OnceLock::new(),
             snapshot: ArcSwap::from_pointee(Snapshot::empty()),
             config_lock: Mutex::new(()),
             background: tokio_util::sync::CancellationToken::new(),
+            background_tasks: Mutex::new(Vec::new()),
         });
         app.reload().await?;
         tokio::spawn(prune_audit_hourly(Arc::clone(&app)));
+        app.background_tasks
+            .lock()
+            .await
+            .push(crate::profiles::consumer::spawn(Arc::clone(&app), profiles));
         Ok((app, first_start))
     }
 
@@ -170,8 +185,16 @@ impl App {
     }
 
     /// Stop delivery (letting in-flight work finish) and close the log.
+    /// Cancelled when the app shuts down; background tasks stop on it.
+    pub fn background_token(&self) -> tokio_util::sync::CancellationToken {
+        self.background.clone()
+    }
+
     pub async fn shutdown(&self) {
         self.background.cancel();
+        for task in self.background_tasks.lock().await.drain(..) {
+            let _ = task.await;
+        }
         self.delivery.shutdown().await;
         self.log.close().await;
     }

@@ -11,6 +11,7 @@ pub mod delivery;
 pub mod destinations;
 pub mod error;
 pub mod log;
+pub mod profiles;
 pub mod router;
 pub mod server;
 pub mod store;

@@ -18,6 +18,7 @@ mod dead_letters;
 mod destinations;
 mod extract;
 mod overview;
+mod profiles;
 mod sources;
 mod users;
 mod workspace;
@@ -179,6 +180,19 @@ pub static ACCESS: &[(Method, &str, Role, &str)] = &[
         Role::Owner,
         OWNER_USERS,
     ),
+    (Method::GET, "/api/v1/profiles/{id}", Role::Viewer, ""),
+    (
+        Method::GET,
+        "/api/v1/profiles/{id}/consent-history",
+        Role::Viewer,
+        "",
+    ),
+    (
+        Method::GET,
+        "/api/v1/profiles/{id}/consent-history/export",
+        Role::Viewer,
+        "",
+    ),
     (Method::GET, "/api/v1/audit", Role::Owner, OWNER_AUDIT),
     (
         Method::GET,
@@ -213,6 +227,7 @@ pub struct ErrorBody {
         (name = "consent", description = "Consent categories and mappings"),
         (name = "delivery", description = "Delivery overview and dead letters"),
         (name = "users", description = "Users and API tokens"),
+        (name = "profiles", description = "People: ids, traits, consent state and the consent ledger"),
         (name = "audit", description = "The audit trail"),
     )
 )]
@@ -264,6 +279,9 @@ fn documented() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(users::get, users::patch, users::delete))
         .routes(routes!(users::tokens, users::create_token))
         .routes(routes!(users::revoke_token))
+        .routes(routes!(profiles::get))
+        .routes(routes!(profiles::history))
+        .routes(routes!(profiles::export))
         .routes(routes!(audit::list))
         .routes(routes!(audit::export))
 }

@@ -37,8 +37,10 @@ pub struct OverviewView {
     filtered_at_source: i64,
     /// Accepted with a 200 but not routed again (messageId seen within the dedup window).
     duplicates: i64,
-    /// Stored and routed.
+    /// Stored and routed (including `generated`).
     accepted: i64,
+    /// Consent-update events Sluice emitted itself because an event carried new preferences.
+    generated: i64,
     destinations: Vec<DestinationSteps>,
 }
 
@@ -159,6 +161,7 @@ pub async fn get(
         filtered_at_source: overview.filtered_at_source,
         duplicates: overview.duplicates,
         accepted: overview.accepted,
+        generated: overview.generated,
         destinations,
     }))
 }

@@ -209,6 +209,9 @@ async fn ingest(
                     payload: event.payload,
                     deliver_to: route.deliver_to,
                     filtered: route.filtered,
+                    // Consent-update events are delivered once the profile consumer has seen
+                    // that they change the device's preferences (SPEC §5).
+                    hold: event.facts.is_consent_update,
                 });
             }
             Err(rejection) => {

@@ -50,14 +50,18 @@ pub enum FilterReason {
     IntegrationsObject,
     Rules,
     EndUserConsent,
+    /// A consent-update event that repeats the device's current preferences (or is older than
+    /// them): recorded in the consent ledger, not delivered again (SPEC §5).
+    UnchangedConsent,
 }
 
 impl FilterReason {
-    pub const ALL: [FilterReason; 4] = [
+    pub const ALL: [FilterReason; 5] = [
         FilterReason::DestinationDisabled,
         FilterReason::IntegrationsObject,
         FilterReason::Rules,
         FilterReason::EndUserConsent,
+        FilterReason::UnchangedConsent,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -66,6 +70,7 @@ impl FilterReason {
             FilterReason::IntegrationsObject => "FILTERED_BY_INTEGRATIONS_OBJECT",
             FilterReason::Rules => "FILTERED_BY_RULES",
             FilterReason::EndUserConsent => "FILTERED_BY_END_USER_CONSENT",
+            FilterReason::UnchangedConsent => "FILTERED_UNCHANGED_CONSENT",
         }
     }
 

@@ -125,6 +125,7 @@ fn decide(setup: &Setup, event: &str) -> String {
             Outcome::Filtered(FilterReason::IntegrationsObject) => "integrations",
             Outcome::Filtered(FilterReason::Rules) => "rules",
             Outcome::Filtered(FilterReason::EndUserConsent) => "consent",
+            Outcome::Filtered(FilterReason::UnchangedConsent) => "unchanged",
         };
         match groups.iter_mut().find(|(l, _)| *l == label) {
             Some((_, names)) => names.push(name),

@@ -7,7 +7,7 @@
 //! Layout, little-endian, per event, back to back:
 //!
 //! ```text
-//! u32 source | i64 received_at | u8 flags (bit 0: deleted)
+//! u32 source | i64 received_at | u8 flags (bit 0: deleted, bit 1: held, bit 2: system)
 //! u16 n_dests | n_dests × u32 dest
 //! u16 len | message_id
 //! u16 len | user_id         (len 0xFFFF: absent)
@@ -22,6 +22,8 @@ use super::{DestKey, SourceKey};
 
 const ABSENT: u16 = u16::MAX;
 const DELETED: u8 = 1;
+const HELD: u8 = 2;
+const SYSTEM: u8 = 4;
 
 /// One event inside a chunk, borrowed from the encoded bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +31,10 @@ pub struct ChunkEvent<'a> {
     pub source: SourceKey,
     pub received_at: i64,
     pub deleted: bool,
+    /// Waiting for release by the profile consumer; not for destinations.
+    pub held: bool,
+    /// Appended by Sluice itself (a release or a generated event), not received.
+    pub system: bool,
     dests: &'a [u8],
     pub message_id: &'a str,
     pub user_id: Option<&'a str>,
@@ -42,7 +48,6 @@ impl ChunkEvent<'_> {
         self.dests.chunks_exact(4).any(|d| d == needle)
     }
 
-    #[allow(dead_code)] // For tools that inspect the log.
     pub fn dests(&self) -> impl Iterator<Item = DestKey> + '_ {
         self.dests
             .chunks_exact(4)
@@ -59,6 +64,8 @@ pub struct EventRef<'a> {
     pub user_id: Option<&'a str>,
     pub anonymous_id: Option<&'a str>,
     pub payload: &'a [u8],
+    pub held: bool,
+    pub system: bool,
 }
 
 /// Truncate an id to what a u16 length can hold (ids are validated far below this).
@@ -70,7 +77,7 @@ fn short(s: &str) -> &[u8] {
 pub fn encode_into(out: &mut Vec<u8>, e: &EventRef<'_>) {
     out.extend_from_slice(&e.source.to_le_bytes());
     out.extend_from_slice(&e.received_at.to_le_bytes());
-    out.push(0);
+    out.push(if e.held { HELD } else { 0 } | if e.system { SYSTEM } else { 0 });
     let n = e.dests.len().min(usize::from(u16::MAX));
     out.extend_from_slice(&(n as u16).to_le_bytes());
     for d in &e.dests[..n] {
@@ -159,6 +166,8 @@ impl<'a> Decoder<'a> {
             source,
             received_at,
             deleted: flags & DELETED != 0,
+            held: flags & HELD != 0,
+            system: flags & SYSTEM != 0,
             dests,
             message_id,
             user_id,
@@ -201,6 +210,8 @@ mod tests {
                 user_id: Some("u"),
                 anonymous_id: None,
                 payload: br#"{"a":1}"#,
+                held: false,
+                system: false,
             },
         );
         encode_deleted(&mut data, 4, 5);
@@ -214,6 +225,8 @@ mod tests {
                 user_id: None,
                 anonymous_id: Some(""),
                 payload: b"",
+                held: true,
+                system: true,
             },
         );
         let events: Vec<ChunkEvent<'_>> = decode(&data).collect();

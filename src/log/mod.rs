@@ -76,6 +76,24 @@ pub struct NewEvent {
     pub deliver_to: Vec<DestKey>,
     /// Destinations that filtered the event, and why (counted in the delivery overview).
     pub filtered: Vec<(DestKey, FilterReason)>,
+    /// Store the event, but deliver it only once the profile consumer releases it (a
+    /// consent-update event, delivered only if it changes the device's preferences). Its
+    /// `deliver_to` is kept as the intended destinations.
+    pub hold: bool,
+}
+
+/// Where an append comes from, for the delivery-overview counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AppendKind {
+    /// Events received from a client.
+    #[default]
+    Received,
+    /// Events Sluice emits itself (generated consent-update events): accepted and routed,
+    /// counted as generated rather than received.
+    Generated,
+    /// The release (or non-release) of held events: only their per-destination routing is
+    /// counted, in the bucket of the original event.
+    Release,
 }
 
 /// Everything one request contributes to the log.
@@ -89,6 +107,7 @@ pub struct Append {
     pub rejected: Vec<&'static str>,
     /// Events dropped at the API before storage (suppressed users).
     pub filtered_at_source: u32,
+    pub kind: AppendKind,
 }
 
 /// What `append` did.
@@ -110,6 +129,13 @@ pub struct Record {
     pub user_id: Option<String>,
     pub anonymous_id: Option<String>,
     pub payload: Vec<u8>,
+    /// Held for release by the profile consumer (see `NewEvent::hold`); destinations never see
+    /// held records.
+    pub held: bool,
+    /// For held records, the destinations they are meant for.
+    pub intended: Vec<DestKey>,
+    /// Appended by Sluice itself (a release or a generated consent-update event).
+    pub system: bool,
 }
 
 /// A page of records for one consumer.

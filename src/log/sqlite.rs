@@ -53,8 +53,8 @@ use super::chunk::{self, EventRef};
 use super::dedup::{self, Dedup};
 use super::stats::{self, Metric, NO_DEST, StatsDelta};
 use super::{
-    Ack, Append, Appended, Consumer, DestKey, EventLog, LogError, Overview, OverviewQuery, Page,
-    Record, Seq, StoredDeadLetter,
+    Ack, Append, AppendKind, Appended, Consumer, DestKey, EventLog, LogError, Overview,
+    OverviewQuery, Page, Record, Seq, StoredDeadLetter,
 };
 use crate::clock;
 
@@ -537,10 +537,15 @@ fn append_events(
                 user_id: event.user_id.as_deref(),
                 anonymous_id: event.anonymous_id.as_deref(),
                 payload: &event.payload,
+                held: event.hold,
+                system: append.kind != AppendKind::Received,
             },
         );
-        for &dest in &event.deliver_to {
-            stats.add(at, source, dest, Metric::Routed, "", 1);
+        // A held event is routed when it is released, not now.
+        if !event.hold {
+            for &dest in &event.deliver_to {
+                stats.add(at, source, dest, Metric::Routed, "", 1);
+            }
         }
         for &(dest, reason) in &event.filtered {
             stats.add(at, source, dest, Metric::Filtered, reason.as_str(), 1);
@@ -550,28 +555,39 @@ fn append_events(
         tx.prepare_cached("INSERT INTO chunks(first_seq, last_seq, data) VALUES (?1, ?2, ?3)")?
             .execute(params![first_seq, *head, data])?;
     }
-    let stored = append.events.len() - appended.duplicates.len();
-    let received = append.events.len() + append.rejected.len() + append.filtered_at_source as usize;
-    stats.add(at, source, NO_DEST, Metric::Received, "", received as i64);
-    stats.add(at, source, NO_DEST, Metric::Accepted, "", stored as i64);
-    stats.add(
-        at,
-        source,
-        NO_DEST,
-        Metric::Duplicate,
-        "",
-        appended.duplicates.len() as i64,
-    );
-    stats.add(
-        at,
-        source,
-        NO_DEST,
-        Metric::FilteredAtSource,
-        "",
-        i64::from(append.filtered_at_source),
-    );
-    for code in &append.rejected {
-        stats.add(at, source, NO_DEST, Metric::FailedOnIngest, code, 1);
+    let stored = (append.events.len() - appended.duplicates.len()) as i64;
+    match append.kind {
+        AppendKind::Received => {
+            let received =
+                append.events.len() + append.rejected.len() + append.filtered_at_source as usize;
+            stats.add(at, source, NO_DEST, Metric::Received, "", received as i64);
+            stats.add(at, source, NO_DEST, Metric::Accepted, "", stored);
+            stats.add(
+                at,
+                source,
+                NO_DEST,
+                Metric::Duplicate,
+                "",
+                appended.duplicates.len() as i64,
+            );
+            stats.add(
+                at,
+                source,
+                NO_DEST,
+                Metric::FilteredAtSource,
+                "",
+                i64::from(append.filtered_at_source),
+            );
+            for code in &append.rejected {
+                stats.add(at, source, NO_DEST, Metric::FailedOnIngest, code, 1);
+            }
+        }
+        AppendKind::Generated => {
+            stats.add(at, source, NO_DEST, Metric::Generated, "", stored);
+            stats.add(at, source, NO_DEST, Metric::Accepted, "", stored);
+        }
+        // Released events were counted as received when they arrived.
+        AppendKind::Release => {}
     }
     appended.last_seq = *head;
     Ok(appended)
@@ -699,6 +715,8 @@ fn replay(
                 user_id: user_id.as_deref(),
                 anonymous_id: anonymous_id.as_deref(),
                 payload,
+                held: false,
+                system: false,
             },
         );
         delete.execute([id])?;
@@ -773,7 +791,7 @@ fn read_page(
             }
             let wanted = !event.deleted
                 && match consumer {
-                    Consumer::Destination(dest) => event.addressed_to(*dest),
+                    Consumer::Destination(dest) => !event.held && event.addressed_to(*dest),
                     Consumer::Internal(_) => true,
                 };
             if wanted {
@@ -785,6 +803,13 @@ fn read_page(
                     user_id: event.user_id.map(str::to_owned),
                     anonymous_id: event.anonymous_id.map(str::to_owned),
                     payload: event.payload.to_vec(),
+                    held: event.held,
+                    intended: if event.held {
+                        event.dests().collect()
+                    } else {
+                        Vec::new()
+                    },
+                    system: event.system,
                 });
             }
             page.scanned_to = seq;

@@ -5,7 +5,7 @@
 //! its receive bucket, so for any time range the funnel adds up:
 //!
 //! ```text
-//! received   = failedOnIngest + filteredAtSource + duplicates + accepted
+//! received + generated = failedOnIngest + filteredAtSource + duplicates + accepted
 //! accepted   = routed(d) + filtered(d)                      for every destination d that
 //!                                                           existed when the events arrived
 //! routed(d)  = delivered(d) + dead(d) + deleted(d) + in flight (pending or retrying)
@@ -33,6 +33,7 @@ pub enum Metric {
     FilteredAtSource = 2,
     Duplicate = 3,
     Accepted = 4,
+    Generated = 5,
     Routed = 10,
     Filtered = 11,
     Delivered = 12,
@@ -48,6 +49,7 @@ impl Metric {
             2 => Metric::FilteredAtSource,
             3 => Metric::Duplicate,
             4 => Metric::Accepted,
+            5 => Metric::Generated,
             10 => Metric::Routed,
             11 => Metric::Filtered,
             12 => Metric::Delivered,
@@ -156,6 +158,8 @@ pub struct Overview {
     pub filtered_at_source: i64,
     pub duplicates: i64,
     pub accepted: i64,
+    /// Consent-update events Sluice emitted itself (included in `accepted`).
+    pub generated: i64,
     pub destinations: BTreeMap<DestKey, DestinationCounts>,
 }
 
@@ -191,6 +195,7 @@ pub fn query(conn: &rusqlite::Connection, q: &OverviewQuery) -> rusqlite::Result
             Metric::FilteredAtSource => out.filtered_at_source += n,
             Metric::Duplicate => out.duplicates += n,
             Metric::Accepted => out.accepted += n,
+            Metric::Generated => out.generated += n,
             _ => {
                 let d = out.destinations.entry(dest).or_default();
                 match metric {

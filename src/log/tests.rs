@@ -22,6 +22,7 @@ fn event(id: &str, dests: &[DestKey]) -> NewEvent {
         payload: format!(r#"{{"messageId":"{id}"}}"#).into_bytes(),
         deliver_to: dests.to_vec(),
         filtered: Vec::new(),
+        hold: false,
     }
 }
 
@@ -177,6 +178,7 @@ fn dead_letters_replay_and_overview_add_up() {
                 ],
                 rejected: vec!["no_user_anon_id"],
                 filtered_at_source: 2,
+                kind: AppendKind::Received,
             })
             .await
             .unwrap();

@@ -121,6 +121,10 @@ impl Snapshot {
         self.sources.get(write_key)
     }
 
+    pub fn source_by_key(&self, key: crate::log::SourceKey) -> Option<&Arc<SourceEntry>> {
+        self.sources.values().find(|s| s.source.key == key)
+    }
+
     pub fn source_by_id(&self, id: &str) -> Option<&Arc<SourceEntry>> {
         self.sources.values().find(|s| s.source.id == id)
     }

@@ -54,6 +54,13 @@ const EXPECTED: &[(&str, &str, Role)] = &[
     ("GET", "/api/v1/users/{id}/tokens", Owner),
     ("POST", "/api/v1/users/{id}/tokens", Owner),
     ("DELETE", "/api/v1/users/{id}/tokens/{token_id}", Owner),
+    ("GET", "/api/v1/profiles/{id}", Viewer),
+    ("GET", "/api/v1/profiles/{id}/consent-history", Viewer),
+    (
+        "GET",
+        "/api/v1/profiles/{id}/consent-history/export",
+        Viewer,
+    ),
     ("GET", "/api/v1/audit", Owner),
     ("GET", "/api/v1/audit/export", Owner),
 ];

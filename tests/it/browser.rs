@@ -333,11 +333,24 @@ async fn analytics_next_with_consent_tools_in_chromium() {
         "After Consent",
     ]);
     let ads_expected = names(&[CONSENT_UPDATED, "After Consent"]);
-    eventually(Duration::from_secs(15), "deliveries to both webhooks", || {
-        let hook = hook.clone();
-        let (all, ads) = (all_expected.clone(), ads_expected.clone());
-        async move { (hook.names_at("/all") == all && hook.names_at("/ads") == ads).then_some(()) }
-    })
+    // The consent update is released by the profile consumer once it has seen that the
+    // preferences changed, so it may arrive after events the page sent later: compare as sets.
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    eventually(
+        Duration::from_secs(15),
+        "deliveries to both webhooks",
+        || {
+            let hook = hook.clone();
+            let (all, ads) = (sorted(all_expected.clone()), sorted(ads_expected.clone()));
+            async move {
+                (sorted(hook.names_at("/all")) == all && sorted(hook.names_at("/ads")) == ads)
+                    .then_some(())
+            }
+        },
+    )
     .await;
 
     let denied = json!({"C0001": true, "C0002": false, "C0003": false, "C0004": false});

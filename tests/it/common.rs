@@ -267,12 +267,14 @@ impl Receiver {
         self.requests().iter().flat_map(Got::events).collect()
     }
 
-    /// The `event`/`type` names of events received on `path`.
+    /// The `event`/`type` names of events received on `path`, leaving out the consent-update
+    /// events Sluice generates itself (see `generated_at`).
     pub fn names_at(&self, path: &str) -> Vec<String> {
         self.requests()
             .iter()
             .filter(|g| g.path == path)
             .flat_map(Got::events)
+            .filter(|e| !is_generated(e))
             .map(|e| {
                 e["event"]
                     .as_str()
@@ -282,6 +284,11 @@ impl Receiver {
             })
             .collect()
     }
+}
+
+/// Whether an event is a consent-update event Sluice generated.
+pub fn is_generated(event: &Value) -> bool {
+    event.pointer("/context/sluice/generated") == Some(&Value::Bool(true))
 }
 
 /// Poll `check` until it returns `Some`, or fail after `timeout`.

@@ -18,6 +18,9 @@ fn record(n: i64, size: usize) -> Record {
         user_id: Some("u".into()),
         anonymous_id: None,
         payload: format!(r#"{{"messageId":"m{n}","pad":"{}"}}"#, "x".repeat(size)).into_bytes(),
+        held: false,
+        intended: Vec::new(),
+        system: false,
     }
 }
 

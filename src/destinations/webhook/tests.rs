@@ -52,6 +52,9 @@ fn record(n: i64) -> Record {
         user_id: None,
         anonymous_id: Some("a".into()),
         payload: format!(r#"{{"messageId":"m{n}"}}"#).into_bytes(),
+        held: false,
+        intended: Vec::new(),
+        system: false,
     }
 }
 

@@ -12,6 +12,7 @@ pub mod destinations;
 pub mod error;
 pub mod log;
 pub mod profiles;
+pub mod regulations;
 pub mod router;
 pub mod server;
 pub mod store;

@@ -19,6 +19,7 @@ mod destinations;
 mod extract;
 mod overview;
 mod profiles;
+mod regulations;
 mod sources;
 mod users;
 mod workspace;
@@ -43,6 +44,7 @@ use crate::store::Role;
 const OWNER_CONSENT: &str = "Only owners can change consent categories and consent settings";
 const OWNER_USERS: &str = "Only owners can manage users";
 const OWNER_AUDIT: &str = "Only owners can read the audit trail";
+const OWNER_REGULATIONS: &str = "Only owners can see or file deletion and suppression requests";
 const MEMBER_SOURCES: &str = "Viewers cannot change sources";
 const MEMBER_DESTINATIONS: &str = "Viewers cannot change destinations";
 
@@ -193,6 +195,30 @@ pub static ACCESS: &[(Method, &str, Role, &str)] = &[
         Role::Viewer,
         "",
     ),
+    (
+        Method::POST,
+        "/api/v1/regulations",
+        Role::Owner,
+        OWNER_REGULATIONS,
+    ),
+    (
+        Method::GET,
+        "/api/v1/regulations",
+        Role::Owner,
+        OWNER_REGULATIONS,
+    ),
+    (
+        Method::GET,
+        "/api/v1/regulations/{id}",
+        Role::Owner,
+        OWNER_REGULATIONS,
+    ),
+    (
+        Method::GET,
+        "/api/v1/suppressions",
+        Role::Owner,
+        OWNER_REGULATIONS,
+    ),
     (Method::GET, "/api/v1/audit", Role::Owner, OWNER_AUDIT),
     (
         Method::GET,
@@ -228,6 +254,7 @@ pub struct ErrorBody {
         (name = "delivery", description = "Delivery overview and dead letters"),
         (name = "users", description = "Users and API tokens"),
         (name = "profiles", description = "People: ids, traits, consent state and the consent ledger"),
+        (name = "regulations", description = "GDPR / CCPA deletion and suppression requests"),
         (name = "audit", description = "The audit trail"),
     )
 )]
@@ -282,6 +309,9 @@ fn documented() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(profiles::get))
         .routes(routes!(profiles::history))
         .routes(routes!(profiles::export))
+        .routes(routes!(regulations::create, regulations::list))
+        .routes(routes!(regulations::get))
+        .routes(routes!(regulations::suppressions))
         .routes(routes!(audit::list))
         .routes(routes!(audit::export))
 }

@@ -200,6 +200,13 @@ async fn ingest(
     for (index, item, kind) in &items {
         let index = *index;
         match normalize::normalize(item, *kind, &request) {
+            Ok(event)
+                if snapshot
+                    .is_suppressed(event.user_id.as_deref(), event.anonymous_id.as_deref()) =>
+            {
+                // Suppressed users' events are dropped here: never stored, never routed.
+                append.filtered_at_source += 1;
+            }
             Ok(event) => {
                 let route = snapshot.route(&source, &event.facts, &mut scratch);
                 append.events.push(NewEvent {

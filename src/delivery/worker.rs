@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Backoff, DeliveryStatus, Retrying};
 use crate::clock;
 use crate::destinations::{DeliveryError, Destination};
-use crate::log::{Ack, Consumer, DeadLetter, DestKey, EventLog, Record, Seq};
+use crate::log::{Ack, Consumer, DeadLetter, DestKey, EventLog, Page, Record, Seq};
 
 pub(super) struct Worker {
     pub key: DestKey,
@@ -43,7 +43,7 @@ impl Worker {
         tracing::debug!(destination = %self.id, cursor, "Delivery worker started.");
         let batch = self.destination.max_batch().max(1);
         while !self.cancel.is_cancelled() {
-            let page = match self.log.read(&consumer, cursor, batch).await {
+            let mut page = match self.log.read(&consumer, cursor, batch).await {
                 Ok(page) => page,
                 Err(error) => {
                     tracing::warn!(destination = %self.id, %error, "Reading the log failed; retrying.");
@@ -61,12 +61,6 @@ impl Worker {
                 }
                 continue;
             }
-            let mut ack = Ack {
-                consumer: consumer.clone(),
-                upto: page.scanned_to,
-                delivered: Vec::new(),
-                dead: Vec::new(),
-            };
             if !page.records.is_empty() && self.paused {
                 // Hold here until the destination is enabled (the supervisor restarts us) or
                 // deleted. Only the rows before the backlog were skipped.
@@ -82,8 +76,20 @@ impl Worker {
                 self.cancel.cancelled().await;
                 break;
             }
-            if !page.records.is_empty() {
-                match self.deliver(&page.records).await {
+            let outcome = if page.records.is_empty() {
+                Outcome::Delivered
+            } else {
+                self.deliver(&consumer, cursor, batch, &mut page).await
+            };
+            // `deliver` may have re-read the page (a retry sees deletions made meanwhile).
+            let mut ack = Ack {
+                consumer: consumer.clone(),
+                upto: page.scanned_to,
+                delivered: Vec::new(),
+                dead: Vec::new(),
+            };
+            {
+                match outcome {
                     Outcome::Delivered => {
                         ack.delivered = page
                             .records
@@ -139,12 +145,21 @@ impl Worker {
         }
     }
 
-    /// Deliver one batch with retries. An attempt in progress is never abandoned: shutdown
-    /// waits for it (graceful), and only interrupts the waits between attempts.
-    async fn deliver(&self, records: &[Record]) -> Outcome {
+    /// Deliver one page with retries. An attempt in progress is never abandoned: shutdown
+    /// waits for it (graceful), and only interrupts the waits between attempts. Before each
+    /// retry the page is read again from the cursor, so events deleted meanwhile (a GDPR
+    /// request) are not sent.
+    async fn deliver(
+        &self,
+        consumer: &Consumer,
+        cursor: Seq,
+        batch: usize,
+        page: &mut Page,
+    ) -> Outcome {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let records: &[Record] = &page.records;
             let error = match self.destination.deliver(records).await {
                 Ok(()) => {
                     if attempt > 1 {
@@ -191,6 +206,13 @@ impl Worker {
             );
             if self.pause(delay).await {
                 return Outcome::Interrupted;
+            }
+            if let Ok(fresh) = self.log.read(consumer, cursor, batch).await {
+                *page = fresh;
+                if page.records.is_empty() {
+                    self.status.set_retrying(self.key, None);
+                    return Outcome::Delivered;
+                }
             }
         }
     }

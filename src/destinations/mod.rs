@@ -75,6 +75,26 @@ pub trait Destination: Send + Sync {
 
     /// Most records per `deliver` call.
     fn max_batch(&self) -> usize;
+
+    /// Remove what this destination holds about these people (SPEC §7 `DELETE_ONLY`,
+    /// `SUPPRESS_WITH_DELETE`). Returns how many records were removed. Types that cannot delete
+    /// keep the default, which says so.
+    async fn delete_people(
+        &self,
+        _user_ids: &[String],
+        _anonymous_ids: &[String],
+    ) -> Result<u64, DeletionError> {
+        Err(DeletionError::NotSupported)
+    }
+}
+
+/// Why a destination did not delete.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeletionError {
+    #[error("this destination type does not support deletion")]
+    NotSupported,
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// What building a destination may need from the process.

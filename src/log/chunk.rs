@@ -100,8 +100,27 @@ pub fn encode_into(out: &mut Vec<u8>, e: &EventRef<'_>) {
     out.extend_from_slice(e.payload);
 }
 
+/// Encode a decoded live event again, unchanged (a deleted one is re-encoded with
+/// [`encode_deleted`]).
+pub fn encode_event(out: &mut Vec<u8>, e: &ChunkEvent<'_>) {
+    let dests: Vec<DestKey> = e.dests().collect();
+    encode_into(
+        out,
+        &EventRef {
+            source: e.source,
+            received_at: e.received_at,
+            dests: &dests,
+            message_id: e.message_id,
+            user_id: e.user_id,
+            anonymous_id: e.anonymous_id,
+            payload: e.payload,
+            held: e.held,
+            system: e.system,
+        },
+    );
+}
+
 /// Encode a deleted slot.
-#[allow(dead_code)] // Used by GDPR deletion.
 pub fn encode_deleted(out: &mut Vec<u8>, source: SourceKey, received_at: i64) {
     out.extend_from_slice(&source.to_le_bytes());
     out.extend_from_slice(&received_at.to_le_bytes());

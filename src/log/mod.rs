@@ -167,6 +167,14 @@ pub struct Ack {
     pub dead: Vec<DeadLetter>,
 }
 
+/// What `delete_people` removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeletedEvents {
+    /// Events blanked in the log (their slots stay, without ids or payload).
+    pub events: usize,
+    pub dead_letters: usize,
+}
+
 /// A dead letter as listed by the admin API.
 #[derive(Debug, Clone)]
 pub struct StoredDeadLetter {
@@ -236,6 +244,14 @@ pub trait EventLog: Send + Sync + 'static {
         dest: DestKey,
         ids: Option<Vec<i64>>,
     ) -> Result<usize, LogError>;
+
+    /// Remove these people's events from the backlog (whatever no destination has delivered
+    /// yet) and from the dead-letter stores (GDPR deletion, SPEC §7).
+    async fn delete_people(
+        &self,
+        user_ids: Vec<String>,
+        anonymous_ids: Vec<String>,
+    ) -> Result<DeletedEvents, LogError>;
 
     /// Delivery-overview counters.
     async fn overview(&self, query: OverviewQuery) -> Result<Overview, LogError>;

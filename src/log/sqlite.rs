@@ -53,8 +53,8 @@ use super::chunk::{self, EventRef};
 use super::dedup::{self, Dedup};
 use super::stats::{self, Metric, NO_DEST, StatsDelta};
 use super::{
-    Ack, Append, AppendKind, Appended, Consumer, DestKey, EventLog, LogError, Overview,
-    OverviewQuery, Page, Record, Seq, StoredDeadLetter,
+    Ack, Append, AppendKind, Appended, Consumer, DeletedEvents, DestKey, EventLog, LogError,
+    Overview, OverviewQuery, Page, Record, Seq, SourceKey, StoredDeadLetter,
 };
 use crate::clock;
 
@@ -89,6 +89,11 @@ enum Msg {
         dest: DestKey,
         ids: Option<Vec<i64>>,
         reply: oneshot::Sender<Result<usize, LogError>>,
+    },
+    DeletePeople {
+        user_ids: Vec<String>,
+        anonymous_ids: Vec<String>,
+        reply: oneshot::Sender<Result<DeletedEvents, LogError>>,
     },
     DedupWindow(i64),
     Tick,
@@ -260,6 +265,10 @@ enum Reply {
     Cursor(oneshot::Sender<Result<Seq, LogError>>, Seq),
     Removed(oneshot::Sender<Result<(), LogError>>),
     Replay(oneshot::Sender<Result<usize, LogError>>, usize),
+    Deleted(
+        oneshot::Sender<Result<DeletedEvents, LogError>>,
+        DeletedEvents,
+    ),
 }
 
 impl Reply {
@@ -270,6 +279,7 @@ impl Reply {
             Reply::Cursor(tx, _) => drop(tx.send(Err(error()))),
             Reply::Removed(tx) => drop(tx.send(Err(error()))),
             Reply::Replay(tx, _) => drop(tx.send(Err(error()))),
+            Reply::Deleted(tx, _) => drop(tx.send(Err(error()))),
         }
     }
 
@@ -279,6 +289,7 @@ impl Reply {
             Reply::Cursor(tx, v) => drop(tx.send(Ok(v))),
             Reply::Removed(tx) => drop(tx.send(Ok(()))),
             Reply::Replay(tx, v) => drop(tx.send(Ok(v))),
+            Reply::Deleted(tx, v) => drop(tx.send(Ok(v))),
         }
     }
 }
@@ -404,6 +415,14 @@ impl Writer {
                             tx.execute("DELETE FROM dead_letters WHERE dest = ?1", [dest])?;
                         }
                         replies.push(Reply::Removed(reply));
+                    }
+                    Msg::DeletePeople {
+                        user_ids,
+                        anonymous_ids,
+                        reply,
+                    } => {
+                        let deleted = delete_people(&tx, &user_ids, &anonymous_ids, &mut stats)?;
+                        replies.push(Reply::Deleted(reply, deleted));
                     }
                     Msg::Replay { dest, ids, reply } => {
                         let n = replay(&tx, &mut head, dest, ids.as_deref(), &mut stats)?;
@@ -730,6 +749,97 @@ fn replay(
     Ok(rows.len())
 }
 
+/// Blank the events of these people in every chunk, and drop their dead letters. Events a
+/// destination had not delivered yet count as `deleted` for it in the overview.
+fn delete_people(
+    tx: &Transaction<'_>,
+    user_ids: &[String],
+    anonymous_ids: &[String],
+    stats: &mut StatsDelta,
+) -> Result<DeletedEvents, LogError> {
+    let users: std::collections::HashSet<&str> = user_ids.iter().map(String::as_str).collect();
+    let anons: std::collections::HashSet<&str> = anonymous_ids.iter().map(String::as_str).collect();
+    let matches = |user: Option<&str>, anon: Option<&str>| {
+        user.is_some_and(|u| users.contains(u)) || anon.is_some_and(|a| anons.contains(a))
+    };
+    let cursors: std::collections::HashMap<DestKey, Seq> = tx
+        .prepare("SELECT consumer, seq FROM cursors WHERE consumer LIKE 'dest:%'")?
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Seq>(1)?)))?
+        .filter_map(|row| row.ok())
+        .filter_map(|(name, seq)| name.strip_prefix("dest:")?.parse().ok().map(|d| (d, seq)))
+        .collect();
+    let mut out = DeletedEvents::default();
+    let mut rewritten: Vec<(Seq, Vec<u8>)> = Vec::new();
+    {
+        let mut stmt = tx.prepare("SELECT first_seq, data FROM chunks ORDER BY first_seq")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let first: Seq = row.get(0)?;
+            let data = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
+            if !chunk::decode(data).any(|e| !e.deleted && matches(e.user_id, e.anonymous_id)) {
+                continue;
+            }
+            let mut new = Vec::with_capacity(data.len());
+            for (i, event) in chunk::decode(data).enumerate() {
+                let seq = first + i as Seq;
+                if event.deleted {
+                    chunk::encode_deleted(&mut new, event.source, event.received_at);
+                    continue;
+                }
+                if !matches(event.user_id, event.anonymous_id) {
+                    chunk::encode_event(&mut new, &event);
+                    continue;
+                }
+                out.events += 1;
+                if !event.held {
+                    for dest in event.dests() {
+                        if cursors.get(&dest).is_some_and(|cursor| seq > *cursor) {
+                            stats.add(
+                                event.received_at,
+                                event.source,
+                                dest,
+                                Metric::Deleted,
+                                "",
+                                1,
+                            );
+                        }
+                    }
+                }
+                chunk::encode_deleted(&mut new, event.source, event.received_at);
+            }
+            rewritten.push((first, new));
+        }
+    }
+    let mut update = tx.prepare("UPDATE chunks SET data = ?2 WHERE first_seq = ?1")?;
+    for (first, data) in rewritten {
+        update.execute(params![first, data])?;
+    }
+    let mut dead = tx
+        .prepare("SELECT id, dest, source, received_at, user_id, anonymous_id FROM dead_letters")?;
+    let doomed: Vec<(i64, DestKey, SourceKey, i64)> = dead
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<String>>(5)?,
+            ))
+        })?
+        .filter_map(|row| row.ok())
+        .filter(|(_, _, _, _, u, a)| matches(u.as_deref(), a.as_deref()))
+        .map(|(id, d, s, at, _, _)| (id, d, s, at))
+        .collect();
+    for (id, dest, source, at) in doomed {
+        tx.execute("DELETE FROM dead_letters WHERE id = ?1", [id])?;
+        stats.add(at, source, dest, Metric::Dead, "", -1);
+        stats.add(at, source, dest, Metric::Deleted, "", 1);
+        out.dead_letters += 1;
+    }
+    Ok(out)
+}
+
 /// Read-only connections for consumers, reused across reads.
 struct ReaderPool {
     path: PathBuf,
@@ -927,6 +1037,19 @@ impl EventLog for SqliteLog {
         ids: Option<Vec<i64>>,
     ) -> Result<usize, LogError> {
         self.request(|reply| Msg::Replay { dest, ids, reply }).await
+    }
+
+    async fn delete_people(
+        &self,
+        user_ids: Vec<String>,
+        anonymous_ids: Vec<String>,
+    ) -> Result<DeletedEvents, LogError> {
+        self.request(|reply| Msg::DeletePeople {
+            user_ids,
+            anonymous_ids,
+            reply,
+        })
+        .await
     }
 
     async fn overview(&self, query: OverviewQuery) -> Result<Overview, LogError> {

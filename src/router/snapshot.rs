@@ -28,6 +28,8 @@ pub struct Snapshot {
     pub dest_keys: Vec<DestKey>,
     pub destinations: Vec<Destination>,
     pub categories: Vec<crate::store::Category>,
+    /// Users (and their linked anonymous ids) whose events are dropped at the API (SPEC §7).
+    pub suppressed: crate::store::Suppressed,
 }
 
 impl Snapshot {
@@ -44,6 +46,7 @@ impl Snapshot {
             dest_keys: Vec::new(),
             destinations: Vec::new(),
             categories: Vec::new(),
+            suppressed: Default::default(),
         }
     }
 
@@ -114,11 +117,18 @@ impl Snapshot {
             policy,
             destinations: data.destinations,
             categories: data.categories,
+            suppressed: data.suppressed,
         }
     }
 
     pub fn source_by_write_key(&self, write_key: &str) -> Option<&Arc<SourceEntry>> {
         self.sources.get(write_key)
+    }
+
+    /// Whether an event with these ids belongs to a suppressed user.
+    pub fn is_suppressed(&self, user_id: Option<&str>, anonymous_id: Option<&str>) -> bool {
+        user_id.is_some_and(|u| self.suppressed.user_ids.contains(u))
+            || anonymous_id.is_some_and(|a| self.suppressed.anonymous_ids.contains(a))
     }
 
     pub fn source_by_key(&self, key: crate::log::SourceKey) -> Option<&Arc<SourceEntry>> {

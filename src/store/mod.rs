@@ -15,6 +15,7 @@ pub mod audit;
 mod categories;
 mod destinations;
 mod model;
+mod regulations;
 mod sources;
 mod users;
 mod workspace;
@@ -33,6 +34,7 @@ pub use model::{
     Category, ConfigData, Destination, Role, Source, Token, User, Workspace, validate_category_id,
     validate_category_name,
 };
+pub use regulations::{Regulation, RegulationType, Suppressed};
 pub use sources::{NewSource, SourcePatch};
 pub use users::{NewUser, UserPatch};
 pub use workspace::WorkspacePatch;
@@ -128,6 +130,24 @@ const MIGRATIONS: &[&str] = &[
          before TEXT,
          after TEXT);
      CREATE INDEX audit_at ON audit(at);",
+    // 2: GDPR/CCPA regulations and suppressions.
+    "CREATE TABLE regulations(
+         id TEXT PRIMARY KEY,
+         regulation_type TEXT NOT NULL,
+         subject_type TEXT NOT NULL,
+         subject_ids TEXT NOT NULL,
+         status TEXT NOT NULL,
+         details TEXT NOT NULL,
+         created_by TEXT NOT NULL,
+         created_at INTEGER NOT NULL,
+         finished_at INTEGER);
+     CREATE TABLE suppressions(
+         user_id TEXT PRIMARY KEY,
+         regulation_id TEXT NOT NULL,
+         created_at INTEGER NOT NULL);
+     CREATE TABLE suppressed_anonymous_ids(
+         anonymous_id TEXT PRIMARY KEY,
+         user_id TEXT NOT NULL REFERENCES suppressions(user_id) ON DELETE CASCADE);",
 ];
 
 impl ControlStore {
@@ -169,6 +189,7 @@ impl ControlStore {
                 sources: sources::list(&tx)?,
                 destinations: destinations::list(&tx)?,
                 categories: categories::list(&tx)?,
+                suppressed: regulations::suppressed(&tx)?,
             };
             tx.commit()?;
             Ok(data)

@@ -110,6 +110,8 @@ pub struct ConfigData {
     pub sources: Vec<Source>,
     pub destinations: Vec<Destination>,
     pub categories: Vec<Category>,
+    /// Suppressed users and the anonymous ids linked to them.
+    pub suppressed: super::Suppressed,
 }
 
 impl Workspace {

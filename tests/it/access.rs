@@ -61,6 +61,10 @@ const EXPECTED: &[(&str, &str, Role)] = &[
         "/api/v1/profiles/{id}/consent-history/export",
         Viewer,
     ),
+    ("POST", "/api/v1/regulations", Owner),
+    ("GET", "/api/v1/regulations", Owner),
+    ("GET", "/api/v1/regulations/{id}", Owner),
+    ("GET", "/api/v1/suppressions", Owner),
     ("GET", "/api/v1/audit", Owner),
     ("GET", "/api/v1/audit/export", Owner),
 ];

@@ -262,6 +262,16 @@ impl Receiver {
         self.got.lock().unwrap().clone()
     }
 
+    /// The consent-update events Sluice generated that reached `path`.
+    pub fn generated_at(&self, path: &str) -> Vec<Value> {
+        self.requests()
+            .iter()
+            .filter(|g| g.path == path)
+            .flat_map(Got::events)
+            .filter(is_generated)
+            .collect()
+    }
+
     /// Every event received, in order.
     pub fn events(&self) -> Vec<Value> {
         self.requests().iter().flat_map(Got::events).collect()

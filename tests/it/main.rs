@@ -9,6 +9,8 @@ mod cli;
 mod common;
 mod delivery;
 mod durability;
+mod person;
+mod regulations;
 mod routing;
 mod sdk;
 mod tracking;

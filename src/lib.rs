@@ -13,6 +13,7 @@ pub mod error;
 pub mod log;
 pub mod profiles;
 pub mod regulations;
+pub mod retl;
 pub mod router;
 pub mod server;
 pub mod store;

@@ -20,6 +20,7 @@ mod extract;
 mod overview;
 mod profiles;
 mod regulations;
+mod retl;
 mod sources;
 mod users;
 mod workspace;
@@ -36,6 +37,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use extract::{ApiJson, Caller};
+pub use retl::ACCESS as RETL_ACCESS;
 
 use crate::app::App;
 use crate::error::ApiError;
@@ -314,6 +316,7 @@ fn documented() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(regulations::suppressions))
         .routes(routes!(audit::list))
         .routes(routes!(audit::export))
+        .merge(retl::routes())
 }
 
 /// The OpenAPI document of the admin API.
@@ -355,6 +358,7 @@ async fn authorize(State(app): State<Arc<App>>, request: Request, next: Next) ->
     };
     let Some((_, _, role, reason)) = ACCESS
         .iter()
+        .chain(retl::ACCESS.iter())
         .find(|(m, p, _, _)| *m == parts.method && *p == path)
     else {
         tracing::error!(method = %parts.method, %path, "Admin route missing from the access table.");

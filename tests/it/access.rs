@@ -17,6 +17,10 @@ use Role::{Member, Owner, Viewer};
 
 /// The least role for each admin route (SPEC §1): owners change consent and manage users and
 /// read the audit trail; members manage sources and destinations; viewers read.
+/// The reverse ETL routes (SPEC §1: members and owners manage connections and models; only
+/// owners change consent mappings).
+const EXPECTED_RETL: &[(&str, &str, Role)] = &[];
+
 const EXPECTED: &[(&str, &str, Role)] = &[
     ("GET", "/api/v1/workspace", Viewer),
     ("PATCH", "/api/v1/workspace", Owner),
@@ -94,10 +98,12 @@ fn every_mounted_route_is_in_the_tables() {
     let documented = documented_routes();
     let expected: BTreeSet<(String, String)> = EXPECTED
         .iter()
+        .chain(EXPECTED_RETL.iter())
         .map(|(m, p, _)| ((*m).to_owned(), (*p).to_owned()))
         .collect();
     let access: BTreeSet<(String, String)> = ACCESS
         .iter()
+        .chain(sluice::admin::RETL_ACCESS.iter())
         .map(|(m, p, _, _)| (m.to_string(), (*p).to_owned()))
         .collect();
     let untested: Vec<_> = documented.difference(&expected).collect();
@@ -170,7 +176,7 @@ async fn route_by_role_table() {
         .await;
 
     let mut failures = Vec::new();
-    for (method, path, least) in EXPECTED {
+    for (method, path, least) in EXPECTED.iter().chain(EXPECTED_RETL.iter()) {
         let concrete = path
             .replace("{id}", "does-not-exist")
             .replace("{token_id}", "does-not-exist");
@@ -242,7 +248,7 @@ async fn openapi_document_is_served_and_lists_every_route() {
     assert_eq!(response.status(), 200);
     let doc: serde_json::Value = response.json().await.unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    for (method, path, _, _) in ACCESS {
+    for (method, path, _, _) in ACCESS.iter().chain(sluice::admin::RETL_ACCESS.iter()) {
         let op = &doc["paths"][path][method.as_str().to_lowercase()];
         assert!(op.is_object(), "{method} {path} missing from openapi.json");
         assert!(op["responses"].is_object());

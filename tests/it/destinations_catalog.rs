@@ -1,0 +1,1 @@
+//! Destination types against their real counterparts (PostgreSQL, object storage, NATS, segment-forward) and the compliance test every type passes.

@@ -11,6 +11,7 @@ pub mod debugger;
 pub mod delivery;
 pub mod destinations;
 pub mod error;
+pub mod filters;
 pub mod log;
 pub mod profiles;
 pub mod regulations;

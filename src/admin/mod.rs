@@ -17,6 +17,7 @@ mod categories;
 mod dead_letters;
 mod destinations;
 mod extract;
+mod filters;
 mod overview;
 mod profiles;
 mod regulations;
@@ -112,6 +113,24 @@ pub static ACCESS: &[(Method, &str, Role, &str)] = &[
         MEMBER_DESTINATIONS,
     ),
     (Method::GET, "/api/v1/destination-types", Role::Viewer, ""),
+    (
+        Method::GET,
+        "/api/v1/destinations/{id}/filters",
+        Role::Viewer,
+        "",
+    ),
+    (
+        Method::PUT,
+        "/api/v1/destinations/{id}/filters",
+        Role::Member,
+        MEMBER_DESTINATIONS,
+    ),
+    (
+        Method::POST,
+        "/api/v1/destination-filters/test",
+        Role::Viewer,
+        "",
+    ),
     (Method::GET, "/api/v1/consent/categories", Role::Viewer, ""),
     (
         Method::POST,
@@ -294,6 +313,8 @@ fn documented() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(dead_letters::list))
         .routes(routes!(dead_letters::replay))
         .routes(routes!(destinations::types))
+        .routes(routes!(filters::get, filters::put))
+        .routes(routes!(filters::test))
         .routes(routes!(categories::list, categories::create))
         .routes(routes!(
             categories::get,

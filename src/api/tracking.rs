@@ -208,7 +208,7 @@ async fn ingest(
                 append.filtered_at_source += 1;
             }
             Ok(event) => {
-                let route = snapshot.route(&source, &event.facts, &mut scratch);
+                let route = snapshot.route(&source, &event.facts, &event.payload, &mut scratch);
                 append.events.push(NewEvent {
                     message_id: event.message_id,
                     user_id: event.user_id,

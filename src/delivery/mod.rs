@@ -171,6 +171,10 @@ impl Supervisor {
                 status: Arc::clone(&self.status),
                 cancel: cancel.clone(),
                 paused: !dest.enabled,
+                transforms: crate::filters::Program::compile(&dest.filters)
+                    .ok()
+                    .filter(crate::filters::Program::transforms)
+                    .map(Arc::new),
             };
             let join = tokio::spawn(worker.run());
             workers.insert(
@@ -205,5 +209,11 @@ impl Supervisor {
 }
 
 fn fingerprint(dest: &Destination) -> String {
-    format!("{}\u{0}{}\u{0}{}", dest.kind, dest.enabled, dest.settings)
+    format!(
+        "{}\u{0}{}\u{0}{}\u{0}{}",
+        dest.kind,
+        dest.enabled,
+        dest.settings,
+        serde_json::to_string(&dest.filters).unwrap_or_default()
+    )
 }

@@ -21,6 +21,9 @@ pub(super) struct Worker {
     pub cancel: CancellationToken,
     /// The destination is disabled: keep the backlog, deliver nothing.
     pub paused: bool,
+    /// Destination filters that rewrite payloads (drop / keep properties), applied just before
+    /// delivery.
+    pub transforms: Option<Arc<crate::filters::Program>>,
 }
 
 enum Outcome {
@@ -159,7 +162,14 @@ impl Worker {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let records: &[Record] = &page.records;
+            let transformed;
+            let records: &[Record] = match &self.transforms {
+                Some(program) => {
+                    transformed = transform(program, &page.records);
+                    &transformed
+                }
+                None => &page.records,
+            };
             let error = match self.destination.deliver(records).await {
                 Ok(()) => {
                     if attempt > 1 {
@@ -216,4 +226,19 @@ impl Worker {
             }
         }
     }
+}
+
+/// The records with their payloads rewritten by the destination's property rules.
+fn transform(program: &crate::filters::Program, records: &[Record]) -> Vec<Record> {
+    records
+        .iter()
+        .map(|record| {
+            let mut record = record.clone();
+            if let Ok(mut event) = serde_json::from_slice::<serde_json::Value>(&record.payload) {
+                program.apply(&mut event);
+                record.payload = event.to_string().into_bytes();
+            }
+            record
+        })
+        .collect()
 }

@@ -373,7 +373,8 @@ fn generated_update(
         is_consent_update: true,
     };
     let mut scratch = Vec::new();
-    let route = snapshot.route(source, &facts, &mut scratch);
+    let payload = payload.to_string().into_bytes();
+    let route = snapshot.route(source, &facts, &payload, &mut scratch);
     Append {
         source: record.source,
         received_at: now,
@@ -381,7 +382,7 @@ fn generated_update(
             message_id,
             user_id: record.user_id.clone(),
             anonymous_id: record.anonymous_id.clone(),
-            payload: payload.to_string().into_bytes(),
+            payload,
             deliver_to: route.deliver_to,
             filtered: route.filtered,
             hold: false,

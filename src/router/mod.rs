@@ -5,6 +5,9 @@
 //! the change commits" (SPEC §1) exact: an event's destinations are fixed when the 200 is sent
 //! and stored with it in the log. Delivery workers only deliver.
 //!
+//! Destination filters (`crate::filters`) are compiled into the snapshot; their drop/keep
+//! decisions are step 3 of the consent decision.
+//!
 //! Architecture Invariant: the hot path takes no lock. The snapshot is swapped atomically
 //! (`arc-swap`) after every configuration change and read with one atomic load per request.
 
@@ -24,15 +27,30 @@ pub struct Route {
 
 impl Snapshot {
     /// Decide one event for every destination.
+    ///
+    /// `payload` is the normalised event; it is parsed only when some destination has filters.
     pub fn route(
         &self,
         source: &SourceEntry,
         facts: &EventFacts<'_>,
+        payload: &[u8],
         scratch: &mut Vec<Outcome>,
     ) -> Route {
-        // Destination filters (FILTERED_BY_RULES) are not configurable yet; none drops.
-        self.policy
-            .decide(facts, source.missing_consent_policy, |_| false, scratch);
+        let mut parsed: Option<serde_json::Value> = None;
+        let filters = &self.filters;
+        self.policy.decide(
+            facts,
+            source.missing_consent_policy,
+            |i| match filters.get(i).and_then(Option::as_ref) {
+                None => false,
+                Some(program) => {
+                    let event = parsed
+                        .get_or_insert_with(|| serde_json::from_slice(payload).unwrap_or_default());
+                    program.verdict(event) == crate::filters::Verdict::Drop
+                }
+            },
+            scratch,
+        );
         let mut route = Route {
             deliver_to: Vec::with_capacity(scratch.len()),
             filtered: Vec::new(),

@@ -26,6 +26,8 @@ pub struct Snapshot {
     pub policy: Policy,
     /// Destination keys, in the order of `policy.destinations()`.
     pub dest_keys: Vec<DestKey>,
+    /// Compiled destination filters, in the same order (`None`: no rules).
+    pub filters: Vec<Option<Arc<crate::filters::Program>>>,
     pub destinations: Vec<Destination>,
     pub categories: Vec<crate::store::Category>,
     /// Users (and their linked anonymous ids) whose events are dropped at the API (SPEC §7).
@@ -44,6 +46,7 @@ impl Snapshot {
             sources: HashMap::new(),
             policy: Policy::default(),
             dest_keys: Vec::new(),
+            filters: Vec::new(),
             destinations: Vec::new(),
             categories: Vec::new(),
             suppressed: Default::default(),
@@ -112,6 +115,17 @@ impl Snapshot {
             .collect();
         Snapshot {
             dest_keys: data.destinations.iter().map(|d| d.key).collect(),
+            // Rules were validated when saved; a rule that no longer compiles filters nothing.
+            filters: data
+                .destinations
+                .iter()
+                .map(|d| {
+                    crate::filters::Program::compile(&d.filters)
+                        .ok()
+                        .filter(|p| !p.is_empty())
+                        .map(Arc::new)
+                })
+                .collect(),
             workspace: data.workspace,
             sources,
             policy,

@@ -26,7 +26,7 @@ pub struct DestinationPatch {
 }
 
 const COLUMNS: &str =
-    "key, id, name, integration, type, settings, enabled, enforce_consent, created_at";
+    "key, id, name, integration, type, settings, enabled, enforce_consent, created_at, filters";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Destination> {
     let settings: String = r.get(5)?;
@@ -40,6 +40,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Destination> {
         enabled: r.get(6)?,
         enforce_consent: r.get(7)?,
         created_at: r.get(8)?,
+        filters: serde_json::from_str(&r.get::<_, String>(9)?).unwrap_or_default(),
     })
 }
 
@@ -151,6 +152,43 @@ impl ControlStore {
             if before != after {
                 audit::record(&tx, &actor, "destination.updated", "destination", &id,
                     Some(before.audit_json()), Some(after.audit_json()))?;
+            }
+            tx.commit()?;
+            Ok((before, after))
+        })
+        .await
+    }
+
+    /// Replace a destination's filter rules (validated by the caller); returns before and after.
+    pub async fn set_destination_filters(
+        &self,
+        id: &str,
+        rules: Vec<crate::filters::Rule>,
+        actor: &Actor,
+    ) -> StoreResult<(Destination, Destination)> {
+        let id = id.to_owned();
+        let actor = actor.clone();
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let before = get(&tx, &id)?;
+            tx.execute(
+                "UPDATE destinations SET filters = ?2 WHERE id = ?1",
+                params![
+                    id,
+                    serde_json::to_string(&rules).unwrap_or_else(|_| "[]".into())
+                ],
+            )?;
+            let after = get(&tx, &id)?;
+            if before.filters != after.filters {
+                audit::record(
+                    &tx,
+                    &actor,
+                    "destination.filters.updated",
+                    "destination",
+                    &id,
+                    Some(serde_json::json!({"rules": before.filters})),
+                    Some(serde_json::json!({"rules": after.filters})),
+                )?;
             }
             tx.commit()?;
             Ok((before, after))

@@ -148,6 +148,8 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE suppressed_anonymous_ids(
          anonymous_id TEXT PRIMARY KEY,
          user_id TEXT NOT NULL REFERENCES suppressions(user_id) ON DELETE CASCADE);",
+    // 3: destination filters.
+    "ALTER TABLE destinations ADD COLUMN filters TEXT NOT NULL DEFAULT '[]';",
 ];
 
 impl ControlStore {

@@ -38,6 +38,8 @@ pub struct Destination {
     pub enabled: bool,
     pub enforce_consent: bool,
     pub created_at: i64,
+    /// Destination filters, in order (SPEC §9).
+    pub filters: Vec<crate::filters::Rule>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

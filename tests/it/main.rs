@@ -10,6 +10,7 @@ mod common;
 mod delivery;
 mod destinations_catalog;
 mod durability;
+mod filters;
 mod person;
 mod regulations;
 mod retl;

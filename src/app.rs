@@ -39,7 +39,7 @@ pub struct App {
     pub metrics: Option<PrometheusHandle>,
     pub profiles: crate::profiles::ProfileStore,
     /// Live tail of accepted events per source.
-    pub debugger: crate::debugger::Hub,
+    pub debugger: Arc<crate::debugger::Hub>,
     /// Set once the listener is bound (`public_url` may depend on the bound port).
     public_url: std::sync::OnceLock<String>,
     snapshot: ArcSwap<Snapshot>,
@@ -127,7 +127,7 @@ impl App {
             build_ctx,
             metrics,
             profiles: profiles.clone(),
-            debugger: crate::debugger::Hub::default(),
+            debugger: Arc::default(),
             public_url: std::sync::OnceLock::new(),
             snapshot: ArcSwap::from_pointee(Snapshot::empty()),
             config_lock: Mutex::new(()),

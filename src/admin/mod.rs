@@ -15,6 +15,7 @@
 mod audit;
 mod categories;
 mod dead_letters;
+mod debugger;
 mod destinations;
 mod extract;
 mod filters;
@@ -68,6 +69,7 @@ pub static ACCESS: &[(Method, &str, Role, &str)] = &[
         MEMBER_SOURCES,
     ),
     (Method::GET, "/api/v1/sources/{id}", Role::Viewer, ""),
+    (Method::GET, "/api/v1/sources/{id}/debugger", Role::Viewer, ""),
     (
         Method::PATCH,
         "/api/v1/sources/{id}",
@@ -304,6 +306,7 @@ fn documented() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(workspace::get, workspace::patch))
         .routes(routes!(sources::list, sources::create))
         .routes(routes!(sources::get, sources::patch, sources::delete))
+        .routes(routes!(debugger::stream))
         .routes(routes!(destinations::list, destinations::create))
         .routes(routes!(
             destinations::get,

@@ -197,6 +197,8 @@ async fn ingest(
     };
     let mut rejected = Vec::new();
     let mut scratch = Vec::with_capacity(snapshot.dest_keys.len());
+    // The debugger costs nothing unless someone watches this source.
+    let mut debug = app.debugger.watching(source.source.key).then(Vec::new);
     for (index, item, kind) in &items {
         let index = *index;
         match normalize::normalize(item, *kind, &request) {
@@ -206,9 +208,20 @@ async fn ingest(
             {
                 // Suppressed users' events are dropped here: never stored, never routed.
                 append.filtered_at_source += 1;
+                if let Some(debug) = &mut debug {
+                    debug.push(DebugItem::Suppressed(event.payload));
+                }
             }
             Ok(event) => {
                 let route = snapshot.route(&source, &event.facts, &event.payload, &mut scratch);
+                if let Some(debug) = &mut debug {
+                    debug.push(DebugItem::Accepted {
+                        index: append.events.len(),
+                        payload: event.payload.clone(),
+                        route: route.clone(),
+                        held: event.facts.is_consent_update,
+                    });
+                }
                 append.events.push(NewEvent {
                     message_id: event.message_id,
                     user_id: event.user_id,
@@ -222,6 +235,13 @@ async fn ingest(
                 });
             }
             Err(rejection) => {
+                if let Some(debug) = &mut debug {
+                    debug.push(DebugItem::Rejected {
+                        code: rejection.code,
+                        message: rejection.message.to_string(),
+                        raw: item.iter().map(|(k, v)| (k.to_owned(), v.get().to_owned())).collect(),
+                    });
+                }
                 append.rejected.push(rejection.code);
                 rejected.push(Rejected {
                     index,
@@ -247,6 +267,9 @@ async fn ingest(
     {
         let first = rejected.swap_remove(0);
         app.log.count_only(append);
+        if let Some(debug) = debug {
+            app.debugger.publish(source.source.key, debug_events(&snapshot, debug, &[], received_at));
+        }
         metrics::counter!("sluice_events_rejected_total", "code" => first.code).increment(1);
         return Err(ApiError::bad_request(first.code, first.message));
     }
@@ -255,6 +278,9 @@ async fn ingest(
     }
     let waiting = std::time::Instant::now();
     let appended = app.log.append(append).await?;
+    if let Some(debug) = debug {
+        app.debugger.publish(source.source.key, debug_events(&snapshot, debug, &appended.duplicates, received_at));
+    }
     metrics::histogram!("sluice_ingest_durable_wait_seconds")
         .record(waiting.elapsed().as_secs_f64());
     metrics::counter!("sluice_events_accepted_total")
@@ -332,4 +358,86 @@ fn batch_items(batch: Option<Result<Vec<&RawValue>, ()>>) -> Result<BatchItems<'
         }
     }
     Ok((objects, not_objects))
+}
+
+/// What the debugger needs about one item of a request, kept only while someone watches.
+enum DebugItem {
+    Accepted { index: usize, payload: Vec<u8>, route: crate::router::Route, held: bool },
+    Suppressed(Vec<u8>),
+    Rejected { code: &'static str, message: String, raw: Vec<(String, String)> },
+}
+
+fn debug_events(
+    snapshot: &crate::router::Snapshot,
+    items: Vec<DebugItem>,
+    duplicates: &[usize],
+    received_at: i64,
+) -> Vec<crate::debugger::DebugEvent> {
+    use crate::debugger::{DebugEvent, Decision};
+    let received = clock::format_ms(received_at);
+    let name = |key| {
+        snapshot
+            .destinations
+            .iter()
+            .find(|d| d.key == key)
+            .map_or_else(|| (String::new(), String::new()), |d| (d.id.clone(), d.name.clone()))
+    };
+    items
+        .into_iter()
+        .map(|item| match item {
+            DebugItem::Accepted { index, payload, route, held } => {
+                let event: serde_json::Value = serde_json::from_slice(&payload).unwrap_or_default();
+                let duplicate = duplicates.contains(&index);
+                let mut decisions: Vec<Decision> = route
+                    .deliver_to
+                    .iter()
+                    .map(|key| {
+                        let (destination_id, name) = name(*key);
+                        Decision { destination_id, name, decision: if held { "held" } else { "delivered" }, reason: None }
+                    })
+                    .collect();
+                decisions.extend(route.filtered.iter().map(|(key, reason)| {
+                    let (destination_id, name) = name(*key);
+                    Decision { destination_id, name, decision: "filtered", reason: Some(reason.as_str()) }
+                }));
+                DebugEvent {
+                    received_at: received.clone(),
+                    message_id: event.get("messageId").and_then(|v| v.as_str()).map(str::to_owned),
+                    status: if duplicate { "duplicate" } else { "accepted" },
+                    rejection: None,
+                    consent: event.pointer("/context/consent").cloned().unwrap_or_default(),
+                    decisions: if duplicate { Vec::new() } else { decisions },
+                    event,
+                }
+            }
+            DebugItem::Suppressed(payload) => {
+                let event: serde_json::Value = serde_json::from_slice(&payload).unwrap_or_default();
+                DebugEvent {
+                    received_at: received.clone(),
+                    message_id: event.get("messageId").and_then(|v| v.as_str()).map(str::to_owned),
+                    status: "suppressed",
+                    rejection: None,
+                    consent: event.pointer("/context/consent").cloned().unwrap_or_default(),
+                    decisions: Vec::new(),
+                    event,
+                }
+            }
+            DebugItem::Rejected { code, message, raw } => {
+                let event: serde_json::Map<String, serde_json::Value> = raw
+                    .into_iter()
+                    .map(|(k, v)| (k, serde_json::from_str(&v).unwrap_or_default()))
+                    .collect();
+                let event = serde_json::Value::Object(event);
+                DebugEvent {
+                    received_at: received.clone(),
+                    message_id: event.get("messageId").and_then(|v| v.as_str()).map(str::to_owned),
+                    status: "rejected",
+                    rejection: Some(serde_json::json!({"code": code, "message": message})),
+                    consent: event.pointer("/context/consent").cloned().unwrap_or_default(),
+                    decisions: Vec::new(),
+                    event,
+                }
+            }
+        })
+        .collect()
 }

@@ -27,6 +27,7 @@ const EXPECTED: &[(&str, &str, Role)] = &[
     ("GET", "/api/v1/sources", Viewer),
     ("POST", "/api/v1/sources", Member),
     ("GET", "/api/v1/sources/{id}", Viewer),
+    ("GET", "/api/v1/sources/{id}/debugger", Viewer),
     ("PATCH", "/api/v1/sources/{id}", Member),
     ("DELETE", "/api/v1/sources/{id}", Member),
     ("GET", "/api/v1/destinations", Viewer),

@@ -7,6 +7,7 @@ mod browser;
 mod cdn;
 mod cli;
 mod common;
+mod debugger;
 mod delivery;
 mod destinations_catalog;
 mod durability;

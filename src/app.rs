@@ -40,6 +40,8 @@ pub struct App {
     pub profiles: crate::profiles::ProfileStore,
     /// Live tail of accepted events per source.
     pub debugger: Arc<crate::debugger::Hub>,
+    /// Reverse ETL: warehouse models synced into the pipeline (`retl.db`).
+    pub retl: crate::retl::Retl,
     /// Set once the listener is bound (`public_url` may depend on the bound port).
     public_url: std::sync::OnceLock<String>,
     snapshot: ArcSwap<Snapshot>,
@@ -118,6 +120,9 @@ impl App {
                     data_dir.join("profiles.db").display()
                 )
             })?;
+        let retl = crate::retl::Retl::open(&data_dir.join("retl.db")).map_err(|e| {
+            anyhow::anyhow!("cannot open {}: {e}", data_dir.join("retl.db").display())
+        })?;
         let app = Arc::new(App {
             delivery: Supervisor::new(Arc::clone(&log), config.delivery.clone(), build_ctx.clone()),
             config,
@@ -128,6 +133,7 @@ impl App {
             metrics,
             profiles: profiles.clone(),
             debugger: Arc::default(),
+            retl,
             public_url: std::sync::OnceLock::new(),
             snapshot: ArcSwap::from_pointee(Snapshot::empty()),
             config_lock: Mutex::new(()),
@@ -140,6 +146,10 @@ impl App {
             .lock()
             .await
             .push(crate::profiles::consumer::spawn(Arc::clone(&app), profiles));
+        app.background_tasks
+            .lock()
+            .await
+            .push(crate::retl::spawn_scheduler(Arc::clone(&app)));
         Ok((app, first_start))
     }
 

@@ -19,6 +19,7 @@ pub mod apply;
 pub mod client;
 mod commands;
 pub mod output;
+pub mod retl;
 pub mod state;
 pub mod workspace_file;
 
@@ -79,6 +80,8 @@ pub enum Command {
     /// Make a server match a workspace YAML file: show the difference, then apply it.
     #[command(long_about = APPLY_ABOUT)]
     Apply(ApplyArgs),
+    /// Reverse ETL: warehouse connections, models with consent columns, syncs and runs.
+    Retl(retl::RetlArgs),
 }
 
 const APPLY_ABOUT: &str = "\
@@ -421,5 +424,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Audit(args) => commands::audit(args).await,
         Command::Export(args) => commands::export(args).await,
         Command::Apply(args) => commands::apply(args).await,
+        Command::Retl(args) => retl::run(args).await,
     }
 }

@@ -12,6 +12,10 @@
 //! They deliver exactly what the delivery worker hands them, which the router already decided.
 
 pub mod file;
+pub mod nats;
+pub mod object_storage;
+pub mod postgres;
+pub mod segment_forward;
 pub mod webhook;
 
 use std::path::PathBuf;
@@ -24,7 +28,14 @@ use serde_json::Value;
 use crate::log::Record;
 
 /// Every destination type this build knows, by name.
-pub static REGISTRY: &[&dyn DestinationType] = &[&webhook::WebhookType, &file::FileType];
+pub static REGISTRY: &[&dyn DestinationType] = &[
+    &webhook::WebhookType,
+    &file::FileType,
+    &postgres::PostgresType,
+    &object_storage::ObjectStorageType,
+    &nats::NatsType,
+    &segment_forward::SegmentForwardType,
+];
 
 /// Find a type by its name (`webhook`, `file`, …).
 pub fn find(kind: &str) -> Option<&'static dyn DestinationType> {
@@ -124,7 +135,8 @@ pub trait DestinationType: Send + Sync {
     fn validate(&self, settings: &Value, ctx: &BuildContext) -> Result<Value, String>;
 
     /// JSON pointers of settings that are secrets (redacted on read). A trailing `/*` means
-    /// every value of that object.
+    /// every value of that object; a trailing `#password` means only the password inside the URL
+    /// at that pointer (`postgres://user:********@host/db`).
     fn secret_paths(&self) -> &'static [&'static str];
 
     /// Build a destination from validated settings.
@@ -138,11 +150,22 @@ pub const REDACTED: &str = "********";
 pub fn redact(kind: &dyn DestinationType, settings: &Value) -> Value {
     let mut out = settings.clone();
     for path in kind.secret_paths() {
+        let (path, in_url) = split_secret_path(path);
         for target in pointers(&out, path) {
             if let Some(v) = out.pointer_mut(&target)
                 && !v.is_null()
             {
-                *v = Value::String(REDACTED.into());
+                if !in_url {
+                    *v = Value::String(REDACTED.into());
+                } else if let Some(url) = v.as_str()
+                    && let Some(span) = url_password(url)
+                {
+                    *v = Value::String(format!(
+                        "{}{REDACTED}{}",
+                        &url[..span.start],
+                        &url[span.end..]
+                    ));
+                }
             }
         }
     }
@@ -160,7 +183,12 @@ pub fn redact_settings(kind: &str, settings: &Value) -> Value {
 /// In new settings, put back the stored value of every secret sent as [`REDACTED`].
 pub fn restore_secrets(kind: &dyn DestinationType, new: &mut Value, stored: &Value) {
     for path in kind.secret_paths() {
+        let (path, in_url) = split_secret_path(path);
         for target in pointers(new, path) {
+            if in_url {
+                restore_url_password(new, stored, &target);
+                continue;
+            }
             let is_placeholder = new.pointer(&target).and_then(Value::as_str) == Some(REDACTED);
             if is_placeholder
                 && let Some(old) = stored.pointer(&target).cloned()
@@ -169,6 +197,51 @@ pub fn restore_secrets(kind: &dyn DestinationType, new: &mut Value, stored: &Val
                 *slot = old;
             }
         }
+    }
+}
+
+/// A secret path without its `#password` suffix, and whether it had one.
+fn split_secret_path(path: &str) -> (&str, bool) {
+    match path.strip_suffix("#password") {
+        Some(path) => (path, true),
+        None => (path, false),
+    }
+}
+
+/// Where the password of `scheme://user:password@host/…` is, if there is a non-empty one.
+pub fn url_password(url: &str) -> Option<std::ops::Range<usize>> {
+    let start = url.find("://")? + 3;
+    let authority_len = url[start..]
+        .find(['/', '?', '#'])
+        .unwrap_or(url.len() - start);
+    let authority = &url[start..start + authority_len];
+    let at = authority.rfind('@')?;
+    let colon = authority[..at].find(':')?;
+    (colon + 1 < at).then(|| start + colon + 1..start + at)
+}
+
+/// Put the stored password back into a URL sent with [`REDACTED`] as its password.
+fn restore_url_password(new: &mut Value, stored: &Value, target: &str) {
+    let Some(url) = new.pointer(target).and_then(Value::as_str) else {
+        return;
+    };
+    let Some(span) = url_password(url).filter(|span| &url[span.clone()] == REDACTED) else {
+        return;
+    };
+    let Some(old) = stored.pointer(target).and_then(Value::as_str) else {
+        return;
+    };
+    let Some(old_span) = url_password(old) else {
+        return;
+    };
+    let restored = format!(
+        "{}{}{}",
+        &url[..span.start],
+        &old[old_span],
+        &url[span.end..]
+    );
+    if let Some(slot) = new.pointer_mut(target) {
+        *slot = Value::String(restored);
     }
 }
 
@@ -216,5 +289,33 @@ mod tests {
             patched,
             json!({"url": "http://y", "secret": "s3cr3t", "headers": {"Authorization": "Bearer abc", "X-A": "2"}})
         );
+    }
+
+    #[test]
+    fn passwords_inside_urls() {
+        let cases = [
+            ("postgres://u:pw@h:5432/db", Some("pw")),
+            ("postgres://u:p%40w@h/db?sslmode=disable", Some("p%40w")),
+            ("postgres://u:p@w@h/db", Some("p@w")),
+            ("postgres://u@h/db", None),
+            ("postgres://u:@h/db", None),
+            ("postgres://h/db?password=x", None),
+            ("nats://tok:en@127.0.0.1:4222", Some("en")),
+            ("not a url", None),
+        ];
+        for (url, password) in cases {
+            assert_eq!(url_password(url).map(|r| &url[r]), password, "{url}");
+        }
+        let kind = find("postgres").unwrap();
+        let stored = json!({"url": "postgres://u:pw@h/db", "schema": "s"});
+        let shown = redact(kind, &stored);
+        assert_eq!(shown["url"], "postgres://u:********@h/db");
+        let mut patched = shown.clone();
+        patched["url"] = json!("postgres://u:********@other/db");
+        restore_secrets(kind, &mut patched, &stored);
+        assert_eq!(patched["url"], "postgres://u:pw@other/db");
+        let mut changed = json!({"url": "postgres://u:new@h/db"});
+        restore_secrets(kind, &mut changed, &stored);
+        assert_eq!(changed["url"], "postgres://u:new@h/db");
     }
 }

@@ -27,6 +27,8 @@ pub struct FirstStart {
     /// Whether the token came from `SLUICE_BOOTSTRAP_OWNER_TOKEN` (then it is not printed).
     pub token_from_env: bool,
     pub source_write_key: String,
+    /// The console password of `owner@localhost`.
+    pub owner_password: String,
 }
 
 pub struct App {
@@ -76,7 +78,14 @@ impl App {
         })?;
 
         let token_from_env = bootstrap_token.is_some();
-        let first_start = match store.bootstrap_owner(bootstrap_token).await? {
+        // Only hash a first password when there is nobody yet (argon2 is deliberately slow).
+        let owner_password = crate::store::new_secret(20);
+        let password_hash = if store.user_count().await? == 0 {
+            Some(crate::admin::hash_password(owner_password.clone()).await.map_err(|e| anyhow::anyhow!(e.message))?)
+        } else {
+            None
+        };
+        let first_start = match store.bootstrap_owner(bootstrap_token, password_hash).await? {
             Some(owner_token) => {
                 let source = store
                     .create_source(
@@ -93,6 +102,7 @@ impl App {
                     owner_token,
                     token_from_env,
                     source_write_key: source.write_key,
+                    owner_password,
                 })
             }
             None => None,

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod consent;
+pub mod console;
 pub mod debugger;
 pub mod delivery;
 pub mod destinations;

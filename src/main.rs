@@ -79,6 +79,7 @@ fn print_banner(url: &str, first: Option<&FirstStart>) {
     println!("Sluice is running.");
     println!("  Tracking API  {url}/v1/batch  (any Segment SDK: host {url})");
     println!("  Admin API     {url}/api/v1");
+    println!("  Console       {url}/");
     println!("  Health        {url}/healthz   Metrics {url}/metrics");
     if let Some(first) = first {
         println!();
@@ -91,6 +92,10 @@ fn print_banner(url: &str, first: Option<&FirstStart>) {
             println!();
             println!("    {}", first.owner_token);
         }
+        println!();
+        println!("Sign in to the console at {url}/login as owner@localhost with this password (shown once; change it under Users and tokens):");
+        println!();
+        println!("    {}", first.owner_password);
         println!();
         println!("A source named \"Default source\" was created. Its write key:");
         println!();

@@ -10,7 +10,7 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::app::App;
-use crate::{admin, api};
+use crate::{admin, api, console};
 
 /// Every route the server answers.
 pub fn router(app: Arc<App>) -> Router {
@@ -19,6 +19,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(api::routes())
         .merge(api::operational_routes())
         .merge(admin::routes(Arc::clone(&app)))
+        .merge(console::routes())
         .layer(TraceLayer::new_for_http())
         .layer(GlobalConcurrencyLimitLayer::new(limit))
         .with_state(app)

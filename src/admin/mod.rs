@@ -12,20 +12,20 @@
 //! Every change goes through the control store, which writes its audit entry in the same
 //! transaction, and is followed by `App::reload` before the handler answers.
 
-mod audit;
-mod categories;
-mod dead_letters;
-mod debugger;
-mod destinations;
+pub(crate) mod audit;
+pub(crate) mod categories;
+pub(crate) mod dead_letters;
+pub(crate) mod debugger;
+pub(crate) mod destinations;
 mod extract;
-mod filters;
-mod overview;
-mod profiles;
-mod regulations;
+pub(crate) mod filters;
+pub(crate) mod overview;
+pub(crate) mod profiles;
+pub(crate) mod regulations;
 mod retl;
-mod sources;
-mod users;
-mod workspace;
+pub(crate) mod sources;
+pub(crate) mod users;
+pub(crate) mod workspace;
 
 use std::sync::Arc;
 
@@ -40,6 +40,7 @@ use utoipa_axum::routes;
 
 pub use extract::{ApiJson, Caller};
 pub use retl::ACCESS as RETL_ACCESS;
+pub use users::hash_password;
 
 use crate::app::App;
 use crate::error::ApiError;

@@ -16,6 +16,7 @@ mod categories;
 mod destinations;
 mod model;
 mod regulations;
+mod sessions;
 mod sources;
 mod users;
 mod workspace;
@@ -35,6 +36,7 @@ pub use model::{
     validate_category_name,
 };
 pub use regulations::{Regulation, RegulationType, Suppressed};
+pub use sessions::Session;
 pub use sources::{NewSource, SourcePatch};
 pub use users::{NewUser, UserPatch};
 pub use workspace::WorkspacePatch;
@@ -150,6 +152,13 @@ const MIGRATIONS: &[&str] = &[
          user_id TEXT NOT NULL REFERENCES suppressions(user_id) ON DELETE CASCADE);",
     // 3: destination filters.
     "ALTER TABLE destinations ADD COLUMN filters TEXT NOT NULL DEFAULT '[]';",
+    // 4: console sessions.
+    "CREATE TABLE sessions(
+         hash BLOB PRIMARY KEY,
+         user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+         csrf TEXT NOT NULL,
+         created_at INTEGER NOT NULL,
+         expires_at INTEGER NOT NULL);",
 ];
 
 impl ControlStore {

@@ -260,13 +260,13 @@ async fn sources_and_workspace() {
 async fn tokens_are_hashed_and_revocable() {
     let (dir, store) = store();
     let secret = store
-        .bootstrap_owner(Some("my-bootstrap-token-123".into()))
+        .bootstrap_owner(Some("my-bootstrap-token-123".into()), None)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(secret, "my-bootstrap-token-123");
     assert_eq!(
-        store.bootstrap_owner(None).await.unwrap(),
+        store.bootstrap_owner(None, None).await.unwrap(),
         None,
         "only on first start"
     );

@@ -60,6 +60,10 @@ fn token_from_row(r: &Row<'_>) -> rusqlite::Result<Token> {
 
 const TOKEN_COLUMNS: &str = "id, user_id, name, prefix, created_at, last_used_at, revoked_at";
 
+pub(super) fn get_user_pub(conn: &Connection, id: &str) -> StoreResult<User> {
+    get_user(conn, id)
+}
+
 fn get_user(conn: &Connection, id: &str) -> StoreResult<User> {
     conn.query_row(
         &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"),
@@ -355,7 +359,12 @@ impl ControlStore {
 
     /// First start: create the owner user and its token (from `secret`, or random). Returns the
     /// secret, or `None` when the workspace already has users.
-    pub async fn bootstrap_owner(&self, secret: Option<String>) -> StoreResult<Option<String>> {
+    /// `password_hash` (argon2) lets the owner sign in to the console.
+    pub async fn bootstrap_owner(
+        &self,
+        secret: Option<String>,
+        password_hash: Option<String>,
+    ) -> StoreResult<Option<String>> {
         if let Some(s) = &secret
             && (s.len() < 16 || s.len() > 200 || !s.chars().all(|c| c.is_ascii_graphic()))
         {
@@ -371,8 +380,8 @@ impl ControlStore {
             }
             let id = new_id("usr", 12);
             tx.execute(
-                "INSERT INTO users(id, email, name, role, password_hash, created_at) VALUES (?1, 'owner@localhost', 'Owner', 'owner', NULL, ?2)",
-                params![id, clock::now_ms()],
+                "INSERT INTO users(id, email, name, role, password_hash, created_at) VALUES (?1, 'owner@localhost', 'Owner', 'owner', ?2, ?3)",
+                params![id, password_hash, clock::now_ms()],
             )?;
             let secret = secret.unwrap_or_else(|| format!("{TOKEN_PREFIX}{}", new_secret(40)));
             let token = insert_token(&tx, &id, "bootstrap", &secret)?;

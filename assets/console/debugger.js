@@ -1,0 +1,1 @@
+// Debugger page: filled in by console/debugger.

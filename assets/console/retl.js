@@ -1,0 +1,1 @@
+// Reverse ETL page: filled in by console/retl.

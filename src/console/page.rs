@@ -1,0 +1,74 @@
+//! What every console page shares: the shell (navigation, the signed-in user, the CSRF token,
+//! a flash message) and rendering.
+
+use askama::Template;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+
+use super::auth::ConsoleUser;
+
+/// The frame around every page.
+pub struct Shell {
+    pub email: String,
+    pub role: &'static str,
+    pub csrf: String,
+    /// Which navigation entry is current.
+    pub active: &'static str,
+    /// A message after an action: `(kind, text)`, kind `ok` or `error`.
+    pub flash: Option<(&'static str, String)>,
+    pub title: String,
+}
+
+/// The navigation, in order: `(key, label, path)`.
+pub const NAV: &[(&str, &str, &str)] = &[
+    ("consent", "Consent", "/consent"),
+    ("sources", "Sources", "/sources"),
+    ("destinations", "Destinations", "/destinations"),
+    ("overview", "Delivery overview", "/overview"),
+    ("debugger", "Debugger", "/debugger"),
+    ("profiles", "Profiles", "/profiles"),
+    ("regulations", "Regulations", "/regulations"),
+    ("audit", "Audit trail", "/audit"),
+    ("retl", "Reverse ETL", "/retl"),
+    ("users", "Users and tokens", "/users"),
+];
+
+impl Shell {
+    pub fn new(user: &ConsoleUser, active: &'static str, title: impl Into<String>) -> Shell {
+        Shell {
+            email: user.user.email.clone(),
+            role: user.user.role.as_str(),
+            csrf: user.csrf.clone(),
+            active,
+            flash: None,
+            title: title.into(),
+        }
+    }
+
+    /// Show `?ok=` / `?error=` messages passed along a redirect after a form.
+    pub fn with_flash(mut self, ok: Option<String>, error: Option<String>) -> Shell {
+        self.flash = error.map(|e| ("error", e)).or(ok.map(|m| ("ok", m)));
+        self
+    }
+
+    pub fn nav(&self) -> &'static [(&'static str, &'static str, &'static str)] {
+        NAV
+    }
+}
+
+/// Render a template as an HTML response.
+pub fn render<T: Template>(template: &T) -> Response {
+    match template.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "Console template failed.");
+            (StatusCode::INTERNAL_SERVER_ERROR, "This page could not be shown; see the server log.").into_response()
+        }
+    }
+}
+
+/// Redirect after a form, with a flash message in the query string.
+pub fn back(path: &str, kind: &str, message: &str) -> Response {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    axum::response::Redirect::to(&format!("{path}{sep}{kind}={}", super::auth::urlencode(message))).into_response()
+}

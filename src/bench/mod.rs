@@ -8,12 +8,16 @@
 //!    from when each request was due (p99 ≤ 5 ms), then as fast as possible;
 //! 4. **end to end** — 8 webhook destinations over 4 categories with mixed consent, delivered to
 //!    a local receiver; delivered events/s;
-//! 5. **peak RSS** of the server in each phase (≤ 200 MB).
+//! 5. **end to end to PostgreSQL** (`e2e-postgres`) — one `postgres` destination in a schema of
+//!    its own (dropped afterwards), batch load, then until every event is in the database;
+//!    delivered events and rows per second, and the row count checked against the deliveries;
+//! 6. **peak RSS** of the server in each phase (≤ 200 MB).
 //!
 //! Run it on a release build: `cargo run --release -- bench`.
 
 mod load;
 mod payload;
+mod postgres;
 mod receiver;
 
 use std::net::SocketAddr;
@@ -46,13 +50,21 @@ pub struct BenchArgs {
     /// Fixed rate for the single-event latency phase, requests per second.
     #[arg(long, default_value_t = 5000)]
     pub rate: u64,
-    /// Phases to run, comma-separated: ceiling, ingest, single, e2e.
+    /// Phases to run, comma-separated: ceiling, ingest, single, e2e, e2e-postgres.
     #[arg(
         long,
-        default_value = "ceiling,ingest,single,e2e",
+        default_value = "ceiling,ingest,single,e2e,e2e-postgres",
         value_delimiter = ','
     )]
     pub phases: Vec<String>,
+    /// PostgreSQL for the e2e-postgres phase (a schema `sluice_bench_<ms>` is created there and
+    /// dropped at the end).
+    #[arg(
+        long,
+        env = "SLUICE_BENCH_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
+    pub postgres_url: String,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
@@ -209,8 +221,14 @@ struct Report {
     e2e_deliveries: Option<u64>,
     e2e_delivered_per_s: Option<f64>,
     e2e_ingest_events_per_s: Option<f64>,
+    e2e_postgres_accepted_events: Option<u64>,
+    e2e_postgres_delivered_events: Option<u64>,
+    e2e_postgres_delivered_per_s: Option<f64>,
+    e2e_postgres_rows: Option<u64>,
+    e2e_postgres_rows_per_s: Option<f64>,
     peak_rss_ingest_mb: Option<f64>,
     peak_rss_e2e_mb: Option<f64>,
+    peak_rss_e2e_postgres_mb: Option<f64>,
 }
 
 /// The server's own view of where ingest time goes (quantiles from `/metrics`).
@@ -544,6 +562,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             elapsed.as_secs_f64()
         );
         println!("  deliveries per destination      {per_dest:?}");
+    }
+    if phase("e2e-postgres") {
+        postgres::run(&args, &mut report).await?;
     }
     if let Some(mb) = report.peak_rss_ingest_mb {
         println!("peak RSS (ingest/single servers)  {mb:>9.1} MB");

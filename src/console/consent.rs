@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::ConsoleUser;
-use super::page::{Shell, back, render};
+use super::page::{Shell, back, render, sentence};
 use super::{body, failed};
 use crate::admin::ApiJson;
 use crate::admin::categories as api;
@@ -59,21 +59,35 @@ struct ListPage {
 }
 
 fn names(destinations: &[Destination]) -> HashMap<&str, &str> {
-    destinations.iter().map(|d| (d.id.as_str(), d.name.as_str())).collect()
+    destinations
+        .iter()
+        .map(|d| (d.id.as_str(), d.name.as_str()))
+        .collect()
 }
 
-async fn list(State(app): State<Arc<App>>, user: ConsoleUser, Query(flash): Query<Flash>) -> Response {
-    let (categories, destinations, workspace) =
-        match tokio::try_join!(app.store.categories(), app.store.destinations(), app.store.workspace()) {
-            Ok(all) => all,
-            Err(e) => return ApiError::from(e).into_response(),
-        };
+async fn list(
+    State(app): State<Arc<App>>,
+    user: ConsoleUser,
+    Query(flash): Query<Flash>,
+) -> Response {
+    let (categories, destinations, workspace) = match tokio::try_join!(
+        app.store.categories(),
+        app.store.destinations(),
+        app.store.workspace()
+    ) {
+        Ok(all) => all,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
     let by_id = names(&destinations);
     // A destination is unmapped when no enabled category maps it: it receives every event.
     let unmapped = destinations
         .iter()
         .filter(|d| d.enabled && d.enforce_consent)
-        .filter(|d| !categories.iter().any(|c| c.enabled && c.destinations.contains(&d.id)))
+        .filter(|d| {
+            !categories
+                .iter()
+                .any(|c| c.enabled && c.destinations.contains(&d.id))
+        })
         .cloned()
         .collect();
     let rows = categories
@@ -82,9 +96,19 @@ async fn list(State(app): State<Arc<App>>, user: ConsoleUser, Query(flash): Quer
             let destinations = category
                 .destinations
                 .iter()
-                .map(|id| (id.clone(), by_id.get(id.as_str()).map_or_else(|| id.clone(), |n| (*n).to_owned())))
+                .map(|id| {
+                    (
+                        id.clone(),
+                        by_id
+                            .get(id.as_str())
+                            .map_or_else(|| id.clone(), |n| (*n).to_owned()),
+                    )
+                })
                 .collect();
-            Row { category, destinations }
+            Row {
+                category,
+                destinations,
+            }
         })
         .collect();
     render(&ListPage {
@@ -111,7 +135,11 @@ struct SettingsForm {
     multi_category_rule: String,
 }
 
-async fn settings(State(app): State<Arc<App>>, user: ConsoleUser, axum::Form(form): axum::Form<SettingsForm>) -> Response {
+async fn settings(
+    State(app): State<Arc<App>>,
+    user: ConsoleUser,
+    axum::Form(form): axum::Form<SettingsForm>,
+) -> Response {
     let caller = match user.guard(&form.csrf, Method::PATCH, "/api/v1/workspace") {
         Ok(c) => c,
         Err(refused) => return refused,
@@ -157,11 +185,15 @@ struct FieldErrors {
 
 impl FieldErrors {
     fn any(&self) -> bool {
-        self.id.is_some() || self.name.is_some() || self.destinations.is_some() || self.form.is_some()
+        self.id.is_some()
+            || self.name.is_some()
+            || self.destinations.is_some()
+            || self.form.is_some()
     }
 
     /// Put an API error next to the field it is about.
     fn from_api(message: String) -> FieldErrors {
+        let message = sentence(message);
         let mut errors = FieldErrors::default();
         let lower = message.to_lowercase();
         if lower.contains("category id") || lower.contains("with this id") {
@@ -190,7 +222,11 @@ struct NewQuery {
     mapping: Option<String>,
 }
 
-async fn new_page(State(app): State<Arc<App>>, user: ConsoleUser, Query(q): Query<NewQuery>) -> Response {
+async fn new_page(
+    State(app): State<Arc<App>>,
+    user: ConsoleUser,
+    Query(q): Query<NewQuery>,
+) -> Response {
     let destinations = match app.store.destinations().await {
         Ok(d) => d,
         Err(e) => return ApiError::from(e).into_response(),
@@ -198,7 +234,11 @@ async fn new_page(State(app): State<Arc<App>>, user: ConsoleUser, Query(q): Quer
     // The form comes after both prerequisites are confirmed (SPEC §1; Segment's flow).
     let confirmed = q.cmp.is_some() && q.mapping.is_some();
     let asked = q.step.as_deref() == Some("form");
-    let step = if asked && confirmed { "form" } else { "prerequisites" };
+    let step = if asked && confirmed {
+        "form"
+    } else {
+        "prerequisites"
+    };
     render(&FormPage {
         shell: Shell::new(&user, "consent", "Create a consent category"),
         editing: None,
@@ -228,7 +268,12 @@ struct CategoryForm {
 
 /// Parse an urlencoded form where `destinations` may repeat (serde_urlencoded cannot).
 fn parse_form(raw: &[u8]) -> CategoryForm {
-    let mut form = CategoryForm { csrf: String::new(), id: String::new(), name: String::new(), destinations: Vec::new() };
+    let mut form = CategoryForm {
+        csrf: String::new(),
+        id: String::new(),
+        name: String::new(),
+        destinations: Vec::new(),
+    };
     for (key, value) in form_urlencoded::parse(raw) {
         match key.as_ref() {
             "_csrf" => form.csrf = value.into_owned(),
@@ -241,9 +286,19 @@ fn parse_form(raw: &[u8]) -> CategoryForm {
     form
 }
 
-async fn form_error(app: &App, user: &ConsoleUser, editing: Option<String>, form: CategoryForm, errors: FieldErrors) -> Response {
+async fn form_error(
+    app: &App,
+    user: &ConsoleUser,
+    editing: Option<String>,
+    form: CategoryForm,
+    errors: FieldErrors,
+) -> Response {
     let destinations = app.store.destinations().await.unwrap_or_default();
-    let title = if editing.is_some() { "Edit consent category" } else { "Create a consent category" };
+    let title = if editing.is_some() {
+        "Edit consent category"
+    } else {
+        "Create a consent category"
+    };
     let may_change = user.may(Method::POST, CATEGORIES);
     let mut response = render(&FormPage {
         shell: Shell::new(user, "consent", title),
@@ -264,13 +319,21 @@ async fn form_error(app: &App, user: &ConsoleUser, editing: Option<String>, form
 /// The id and name rules, checked here too so both errors show at once, next to their fields.
 fn validate(form: &CategoryForm) -> FieldErrors {
     FieldErrors {
-        id: crate::store::validate_category_id(&form.id).err().map(|e| e.to_string()),
-        name: crate::store::validate_category_name(&form.name).err().map(|e| e.to_string()),
+        id: crate::store::validate_category_id(&form.id)
+            .err()
+            .map(|e| sentence(e.to_string())),
+        name: crate::store::validate_category_name(&form.name)
+            .err()
+            .map(|e| sentence(e.to_string())),
         ..FieldErrors::default()
     }
 }
 
-async fn create(State(app): State<Arc<App>>, user: ConsoleUser, raw: axum::body::Bytes) -> Response {
+async fn create(
+    State(app): State<Arc<App>>,
+    user: ConsoleUser,
+    raw: axum::body::Bytes,
+) -> Response {
     let form = parse_form(&raw);
     let caller = match user.guard(&form.csrf, Method::POST, CATEGORIES) {
         Ok(c) => c,
@@ -280,21 +343,33 @@ async fn create(State(app): State<Arc<App>>, user: ConsoleUser, raw: axum::body:
     if errors.any() {
         return form_error(&app, &user, None, form, errors).await;
     }
-    let request = match body(json!({"id": form.id, "name": form.name, "destinations": form.destinations})) {
-        Ok(b) => b,
-        Err(e) => return form_error(&app, &user, None, form, FieldErrors::from_api(e.message)).await,
-    };
+    let request =
+        match body(json!({"id": form.id, "name": form.name, "destinations": form.destinations})) {
+            Ok(b) => b,
+            Err(e) => {
+                return form_error(&app, &user, None, form, FieldErrors::from_api(e.message)).await;
+            }
+        };
     match api::create(State(Arc::clone(&app)), caller, ApiJson(request)).await {
-        Ok((_, Json(_))) => back("/consent", "ok", &format!("Category “{}” created.", form.name)),
+        Ok((_, Json(_))) => back(
+            "/consent",
+            "ok",
+            &format!("Category “{}” created.", form.name),
+        ),
         Err(e) => form_error(&app, &user, None, form, FieldErrors::from_api(e.message)).await,
     }
 }
 
-async fn edit_page(State(app): State<Arc<App>>, user: ConsoleUser, Path(id): Path<String>) -> Response {
-    let (category, destinations) = match tokio::try_join!(app.store.category(&id), app.store.destinations()) {
-        Ok(all) => all,
-        Err(e) => return back("/consent", "error", &e.to_string()),
-    };
+async fn edit_page(
+    State(app): State<Arc<App>>,
+    user: ConsoleUser,
+    Path(id): Path<String>,
+) -> Response {
+    let (category, destinations) =
+        match tokio::try_join!(app.store.category(&id), app.store.destinations()) {
+            Ok(all) => all,
+            Err(e) => return back("/consent", "error", &e.to_string()),
+        };
     render(&FormPage {
         shell: Shell::new(&user, "consent", format!("Edit “{}”", category.name)),
         editing: Some(category.id.clone()),
@@ -309,7 +384,12 @@ async fn edit_page(State(app): State<Arc<App>>, user: ConsoleUser, Path(id): Pat
     })
 }
 
-async fn edit(State(app): State<Arc<App>>, user: ConsoleUser, Path(id): Path<String>, raw: axum::body::Bytes) -> Response {
+async fn edit(
+    State(app): State<Arc<App>>,
+    user: ConsoleUser,
+    Path(id): Path<String>,
+    raw: axum::body::Bytes,
+) -> Response {
     let form = parse_form(&raw);
     let caller = match user.guard(&form.csrf, Method::PATCH, CATEGORY) {
         Ok(c) => c,
@@ -319,13 +399,43 @@ async fn edit(State(app): State<Arc<App>>, user: ConsoleUser, Path(id): Path<Str
     if errors.any() {
         return form_error(&app, &user, Some(id), form, errors).await;
     }
-    let request = match body(json!({"id": form.id, "name": form.name, "destinations": form.destinations})) {
-        Ok(b) => b,
-        Err(e) => return form_error(&app, &user, Some(id), form, FieldErrors::from_api(e.message)).await,
-    };
-    match api::patch(State(Arc::clone(&app)), caller, Path(id.clone()), ApiJson(request)).await {
-        Ok(_) => back("/consent", "ok", &format!("Category “{}” saved.", form.name)),
-        Err(e) => form_error(&app, &user, Some(id), form, FieldErrors::from_api(e.message)).await,
+    let request =
+        match body(json!({"id": form.id, "name": form.name, "destinations": form.destinations})) {
+            Ok(b) => b,
+            Err(e) => {
+                return form_error(
+                    &app,
+                    &user,
+                    Some(id),
+                    form,
+                    FieldErrors::from_api(e.message),
+                )
+                .await;
+            }
+        };
+    match api::patch(
+        State(Arc::clone(&app)),
+        caller,
+        Path(id.clone()),
+        ApiJson(request),
+    )
+    .await
+    {
+        Ok(_) => back(
+            "/consent",
+            "ok",
+            &format!("Category “{}” saved.", form.name),
+        ),
+        Err(e) => {
+            form_error(
+                &app,
+                &user,
+                Some(id),
+                form,
+                FieldErrors::from_api(e.message),
+            )
+            .await
+        }
     }
 }
 
@@ -337,8 +447,17 @@ struct DisableForm {
     confirm_name: String,
 }
 
-async fn disable(State(app): State<Arc<App>>, user: ConsoleUser, Path(id): Path<String>, axum::Form(form): axum::Form<DisableForm>) -> Response {
-    let caller = match user.guard(&form.csrf, Method::POST, "/api/v1/consent/categories/{id}/disable") {
+async fn disable(
+    State(app): State<Arc<App>>,
+    user: ConsoleUser,
+    Path(id): Path<String>,
+    axum::Form(form): axum::Form<DisableForm>,
+) -> Response {
+    let caller = match user.guard(
+        &form.csrf,
+        Method::POST,
+        "/api/v1/consent/categories/{id}/disable",
+    ) {
         Ok(c) => c,
         Err(refused) => return refused,
     };
@@ -347,7 +466,14 @@ async fn disable(State(app): State<Arc<App>>, user: ConsoleUser, Path(id): Path<
         Err(e) => return failed("/consent", &e),
     };
     match api::disable(State(app), caller, Path(id), ApiJson(request)).await {
-        Ok(Json(_)) => back("/consent", "ok", &format!("Category “{}” turned off. Its destinations no longer wait for this consent.", form.confirm_name)),
+        Ok(Json(_)) => back(
+            "/consent",
+            "ok",
+            &format!(
+                "Category “{}” turned off. Its destinations no longer wait for this consent.",
+                form.confirm_name
+            ),
+        ),
         Err(e) => failed("/consent", &e),
     }
 }
@@ -358,29 +484,60 @@ struct CsrfOnly {
     csrf: String,
 }
 
-async fn enable(State(app): State<Arc<App>>, user: ConsoleUser, Path(id): Path<String>, axum::Form(form): axum::Form<CsrfOnly>) -> Response {
-    let caller = match user.guard(&form.csrf, Method::POST, "/api/v1/consent/categories/{id}/enable") {
+async fn enable(
+    State(app): State<Arc<App>>,
+    user: ConsoleUser,
+    Path(id): Path<String>,
+    axum::Form(form): axum::Form<CsrfOnly>,
+) -> Response {
+    let caller = match user.guard(
+        &form.csrf,
+        Method::POST,
+        "/api/v1/consent/categories/{id}/enable",
+    ) {
         Ok(c) => c,
         Err(refused) => return refused,
     };
     match api::enable(State(app), caller, Path(id.clone())).await {
-        Ok(Json(_)) => back("/consent", "ok", &format!("Category {id} turned on and enforced again.")),
+        Ok(Json(_)) => back(
+            "/consent",
+            "ok",
+            &format!("Category {id} turned on and enforced again."),
+        ),
         Err(e) => failed("/consent", &e),
     }
 }
 
-async fn delete(State(app): State<Arc<App>>, user: ConsoleUser, Path(id): Path<String>, axum::Form(form): axum::Form<DisableForm>) -> Response {
+async fn delete(
+    State(app): State<Arc<App>>,
+    user: ConsoleUser,
+    Path(id): Path<String>,
+    axum::Form(form): axum::Form<DisableForm>,
+) -> Response {
     let caller = match user.guard(&form.csrf, Method::DELETE, CATEGORY) {
         Ok(c) => c,
         Err(refused) => return refused,
     };
     match app.store.category(&id).await {
         Ok(c) if c.name == form.confirm_name => {}
-        Ok(_) => return back("/consent", "error", "To delete a category, type its name exactly as shown."),
+        Ok(_) => {
+            return back(
+                "/consent",
+                "error",
+                "To delete a category, type its name exactly as shown.",
+            );
+        }
         Err(e) => return back("/consent", "error", &e.to_string()),
     }
     match api::delete(State(app), caller, Path(id.clone())).await {
-        Ok(_) => back("/consent", "ok", &format!("Category “{}” deleted with its mappings.", form.confirm_name)),
+        Ok(_) => back(
+            "/consent",
+            "ok",
+            &format!(
+                "Category “{}” deleted with its mappings.",
+                form.confirm_name
+            ),
+        ),
         Err(e) => failed("/consent", &e),
     }
 }

@@ -62,7 +62,11 @@ pub fn render<T: Template>(template: &T) -> Response {
         Ok(html) => Html(html).into_response(),
         Err(error) => {
             tracing::error!(%error, "Console template failed.");
-            (StatusCode::INTERNAL_SERVER_ERROR, "This page could not be shown; see the server log.").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "This page could not be shown; see the server log.",
+            )
+                .into_response()
         }
     }
 }
@@ -70,5 +74,19 @@ pub fn render<T: Template>(template: &T) -> Response {
 /// Redirect after a form, with a flash message in the query string.
 pub fn back(path: &str, kind: &str, message: &str) -> Response {
     let sep = if path.contains('?') { '&' } else { '?' };
-    axum::response::Redirect::to(&format!("{path}{sep}{kind}={}", super::auth::urlencode(message))).into_response()
+    axum::response::Redirect::to(&format!(
+        "{path}{sep}{kind}={}",
+        super::auth::urlencode(&sentence(message))
+    ))
+    .into_response()
+}
+
+/// An API message as a sentence on a page: first letter upper case.
+pub fn sentence(message: impl Into<String>) -> String {
+    let message = message.into();
+    let mut chars = message.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => message,
+    }
 }

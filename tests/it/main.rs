@@ -7,6 +7,7 @@ mod browser;
 mod cdn;
 mod cli;
 mod common;
+mod console_browser;
 mod debugger;
 mod delivery;
 mod destinations_catalog;

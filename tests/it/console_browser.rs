@@ -1,0 +1,140 @@
+//! Console browser test: a privacy person's flows through the real web console in headless
+//! Debian Chromium (`harness/js/console/drive.mjs`, playwright-core), axe-core on every page,
+//! and the README's screenshots.
+//!
+//! Screenshots go to `target/console-screenshots/`, or to `$SLUICE_SCREENSHOT_DIR`
+//! (`scripts/screenshots` sets it to `docs/screenshots`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::{Receiver, TestServer, consented, eventually};
+
+fn js_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("harness/js")
+}
+
+/// Chromium and the npm packages, or a loud failure saying how to get them.
+fn check_prerequisites() {
+    let hint = "run scripts/test, which installs Debian chromium and the harness/js npm packages";
+    assert!(std::path::Path::new("/usr/bin/chromium").exists(), "/usr/bin/chromium is missing: {hint}");
+    for package in ["playwright-core", "axe-core"] {
+        assert!(js_dir().join("node_modules").join(package).exists(), "harness/js/node_modules/{package} is missing: {hint}");
+    }
+}
+
+async fn user(server: &TestServer, email: &str, role: &str) -> Value {
+    let password = format!("{role}-password-for-the-console");
+    server
+        .create("/api/v1/users", json!({"email": email, "name": role, "role": role, "password": password}))
+        .await;
+    json!({"email": email, "password": password})
+}
+
+#[tokio::test]
+async fn console_flows_in_chromium() {
+    check_prerequisites();
+    let server = TestServer::start().await;
+    let hook = Receiver::start().await;
+    let owner = user(&server, "privacy@example.com", "owner").await;
+    let viewer = user(&server, "auditor@example.com", "viewer").await;
+    let ads = server.webhook("Google Ads", "Google Ads", &format!("{}/ads", hook.url), json!({})).await;
+    server.webhook("Data warehouse", "Webhooks", &format!("{}/all", hook.url), json!({})).await;
+    let (_, sources) = server.admin("GET", "/api/v1/sources", None).await;
+    let source_id = sources[0]["id"].as_str().unwrap().to_owned();
+
+    // Some traffic, so the overview, profile and screenshots have something to show.
+    for (i, granted) in [true, false, true].into_iter().enumerate() {
+        let (status, _) = server
+            .track("/v1/track", consented("Order Completed", &format!("user-{i}"), json!({"C0004": granted, "C0002": true})))
+            .await;
+        assert_eq!(status, 200);
+    }
+    eventually(Duration::from_secs(10), "deliveries", || async { (hook.events().len() >= 6).then_some(()) }).await;
+
+    let screenshots = std::env::var("SLUICE_SCREENSHOT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/console-screenshots"));
+    let config = json!({
+        "url": server.url,
+        "owner": owner,
+        "viewer": viewer,
+        "destinationName": "Google Ads",
+        "destinationId": ads,
+        "sourceId": source_id,
+        "writeKey": server.write_key,
+        "token": crate::common::OWNER_TOKEN,
+        "profileId": "user-0",
+        "screenshots": screenshots,
+    });
+    let child = tokio::process::Command::new("node")
+        .arg("console/drive.mjs")
+        .arg(config.to_string())
+        .current_dir(js_dir())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(180), child)
+        .await
+        .expect("the console driver did not finish within 180 s")
+        .expect("run node console/drive.mjs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let summary: Value = stdout.lines().rev().find_map(|l| serde_json::from_str(l).ok()).unwrap_or(Value::Null);
+    assert!(
+        output.status.success(),
+        "the console driver failed ({}): problems: {:#}\nsteps: {:#}\nconsole: {:#}\naxe: {:#}\nstderr: {}",
+        output.status,
+        summary["problems"],
+        summary["steps"],
+        summary["console"],
+        summary["axe"],
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // What the browser did is what the API sees.
+    let (_, category) = server.admin("GET", "/api/v1/consent/categories/C0004", None).await;
+    assert_eq!(category["enabled"], true, "{category}");
+    assert_eq!(category["destinations"], json!([ads]));
+    let (_, all) = server.admin("GET", "/api/v1/consent/categories", None).await;
+    assert_eq!(all.as_array().unwrap().len(), 1, "a forged POST created something: {all}");
+    let (_, audit) = server.admin("GET", "/api/v1/audit?limit=200", None).await;
+    let by_owner: Vec<&str> = audit
+        .as_array()
+        .expect("audit entries")
+        .iter()
+        .filter(|e| e["actor"]["label"] == "privacy@example.com" || e["actorLabel"] == "privacy@example.com")
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    for action in ["category.created", "category.disabled", "category.enabled"] {
+        assert!(by_owner.contains(&action), "no {action} by the owner in the audit trail: {by_owner:?}");
+    }
+
+    // The overview page's numbers are the API's for the same range.
+    let overview = &summary["overview"];
+    let from = overview["range"]["from"].as_str().expect("the overview page shows its range");
+    let to = overview["range"]["to"].as_str().unwrap();
+    let api = server.overview(&format!("?from={from}&to={to}")).await;
+    let cells = overview["cells"].as_array().unwrap();
+    assert!(!cells.is_empty());
+    for cell in cells {
+        let (destination, step) = (cell["destination"].as_str().unwrap(), cell["step"].as_str().unwrap());
+        let shown: u64 = cell["value"].as_str().unwrap().replace(',', "").parse().expect("a number");
+        let expected = crate::console_browser::api_number(&api, destination, step);
+        assert_eq!(Some(shown), expected, "overview page {destination}/{step} shows {shown}, the API says {expected:?}: {api:#}");
+    }
+    println!("console flows passed in {} ms; the debugger showed the event after {} ms", summary["ms"], summary["debuggerMs"]);
+}
+
+/// One number of the delivery overview API answer, by destination id and step name.
+pub fn api_number(api: &Value, destination: &str, step: &str) -> Option<u64> {
+    let row = api["destinations"].as_array()?.iter().find(|d| d["id"] == destination || d["destinationId"] == destination)?;
+    let mut value = &row[step];
+    if value.is_null() {
+        value = &row["steps"][step];
+    }
+    if value.is_null() {
+        value = &row["filtered"][step];
+    }
+    value.as_u64()
+}

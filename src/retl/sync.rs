@@ -800,12 +800,21 @@ async fn commit(
             .events
             .push(placeholder);
     }
-    for (_, append) in std::mem::take(&mut batch.appends) {
-        ctx.app
-            .log
-            .append(append)
-            .await
-            .map_err(|e| format!("cannot queue the records: {e}; the next sync retries them"))?;
+    for (source, append) in std::mem::take(&mut batch.appends) {
+        // Connections-path events show in the source's live debugger like any event.
+        let watched = (append.kind == AppendKind::Received && ctx.app.debugger.watching(source))
+            .then(|| append.events.clone());
+        let appended =
+            ctx.app.log.append(append).await.map_err(|e| {
+                format!("cannot queue the records: {e}; the next sync retries them")
+            })?;
+        if let Some(events) = watched {
+            let snapshot = ctx.app.snapshot();
+            ctx.app.debugger.publish(
+                source,
+                debug_events(&snapshot, events, &appended.duplicates, batch.received_at),
+            );
+        }
     }
     ctx.app
         .retl
@@ -820,4 +829,62 @@ async fn commit(
         )
         .await
         .map_err(|e| format!("cannot save the checkpoint: {e}"))
+}
+
+/// The debugger's view of connections-path events (as the Tracking API shows its own).
+fn debug_events(
+    snapshot: &Snapshot,
+    events: Vec<NewEvent>,
+    duplicates: &[usize],
+    received_at: i64,
+) -> Vec<crate::debugger::DebugEvent> {
+    use crate::debugger::{DebugEvent, Decision};
+    let destination = |key: DestKey| {
+        snapshot
+            .destinations
+            .iter()
+            .find(|d| d.key == key)
+            .map_or_else(Default::default, |d| (d.id.clone(), d.name.clone()))
+    };
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(index, e)| {
+            let duplicate = duplicates.contains(&index);
+            let event: Json = serde_json::from_slice(&e.payload).unwrap_or_default();
+            let mut decisions = Vec::new();
+            if !duplicate {
+                for key in &e.deliver_to {
+                    let (destination_id, name) = destination(*key);
+                    decisions.push(Decision {
+                        destination_id,
+                        name,
+                        decision: if e.hold { "held" } else { "delivered" },
+                        reason: None,
+                    });
+                }
+                for (key, reason) in &e.filtered {
+                    let (destination_id, name) = destination(*key);
+                    decisions.push(Decision {
+                        destination_id,
+                        name,
+                        decision: "filtered",
+                        reason: Some(reason.as_str()),
+                    });
+                }
+            }
+            DebugEvent {
+                received_at: clock::format_ms(received_at),
+                message_id: Some(e.message_id),
+                status: if duplicate { "duplicate" } else { "accepted" },
+                rejection: None,
+                consent: event
+                    .pointer("/context/consent")
+                    .cloned()
+                    .unwrap_or_default(),
+                event,
+                decisions,
+            }
+        })
+        .collect()
 }

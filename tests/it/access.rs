@@ -19,7 +19,31 @@ use Role::{Member, Owner, Viewer};
 /// read the audit trail; members manage sources and destinations; viewers read.
 /// The reverse ETL routes (SPEC §1: members and owners manage connections and models; only
 /// owners change consent mappings).
-const EXPECTED_RETL: &[(&str, &str, Role)] = &[];
+const EXPECTED_RETL: &[(&str, &str, Role)] = &[
+    ("GET", "/api/v1/retl/connections", Viewer),
+    ("POST", "/api/v1/retl/connections", Member),
+    ("GET", "/api/v1/retl/connections/{id}", Viewer),
+    ("PATCH", "/api/v1/retl/connections/{id}", Member),
+    ("DELETE", "/api/v1/retl/connections/{id}", Member),
+    ("POST", "/api/v1/retl/connections/{id}/test", Member),
+    ("GET", "/api/v1/retl/models", Viewer),
+    ("POST", "/api/v1/retl/models", Member),
+    ("GET", "/api/v1/retl/models/{id}", Viewer),
+    ("PATCH", "/api/v1/retl/models/{id}", Member),
+    ("DELETE", "/api/v1/retl/models/{id}", Member),
+    ("POST", "/api/v1/retl/models/{id}/preview", Member),
+    ("PUT", "/api/v1/retl/models/{id}/consent-mapping", Owner),
+    ("GET", "/api/v1/retl/models/{id}/mappings", Viewer),
+    ("POST", "/api/v1/retl/models/{id}/mappings", Member),
+    (
+        "DELETE",
+        "/api/v1/retl/models/{id}/mappings/{mapping_id}",
+        Member,
+    ),
+    ("POST", "/api/v1/retl/models/{id}/sync", Member),
+    ("GET", "/api/v1/retl/models/{id}/runs", Viewer),
+    ("GET", "/api/v1/retl/runs/{id}", Viewer),
+];
 
 const EXPECTED: &[(&str, &str, Role)] = &[
     ("GET", "/api/v1/workspace", Viewer),

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
+use axum::Form;
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use serde::Deserialize;
 
 use super::page::render;
@@ -41,7 +41,11 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
 
 /// Where to go after signing in, kept to local console paths.
 fn local_path(path: &str) -> String {
-    if path.starts_with('/') && !path.starts_with("//") && !path.contains("://") && !path.contains('\\') {
+    if path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.contains("://")
+        && !path.contains('\\')
+    {
         path.to_owned()
     } else {
         "/".to_owned()
@@ -60,7 +64,9 @@ impl IntoResponse for NotSignedIn {
 pub fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -69,9 +75,18 @@ pub fn urlencode(s: &str) -> String {
 impl FromRequestParts<Arc<App>> for ConsoleUser {
     type Rejection = NotSignedIn;
 
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
-        let here = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-        let Some(secret) = session_cookie(&parts.headers) else { return Err(NotSignedIn(here)) };
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &Arc<App>,
+    ) -> Result<Self, Self::Rejection> {
+        let here = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        let Some(secret) = session_cookie(&parts.headers) else {
+            return Err(NotSignedIn(here));
+        };
         match app.store.session(&secret).await {
             Ok(Some(Session { user, csrf, .. })) => Ok(ConsoleUser { user, csrf }),
             _ => Err(NotSignedIn(here)),
@@ -99,7 +114,10 @@ impl ConsoleUser {
     }
 
     pub fn actor(&self) -> crate::store::Actor {
-        crate::store::Actor { id: self.user.id.clone(), label: self.user.email.clone() }
+        crate::store::Actor {
+            id: self.user.id.clone(),
+            label: self.user.email.clone(),
+        }
     }
 
     /// Refuse a form whose CSRF token does not match the session's.
@@ -115,7 +133,14 @@ impl ConsoleUser {
 
     /// A 403 page for a forged or unauthorised action.
     pub fn refuse(&self, reason: &str) -> Response {
-        (StatusCode::FORBIDDEN, format!("{reason} (you are signed in as {}, a {}).", self.user.email, self.user.role.as_str()))
+        (
+            StatusCode::FORBIDDEN,
+            format!(
+                "{reason} (you are signed in as {}, a {}).",
+                self.user.email,
+                self.user.role.as_str()
+            ),
+        )
             .into_response()
     }
 }
@@ -134,7 +159,11 @@ pub struct NextQuery {
 }
 
 pub async fn login_page(Query(q): Query<NextQuery>) -> Response {
-    render(&LoginPage { next: local_path(q.next.as_deref().unwrap_or("/")), email: String::new(), error: None })
+    render(&LoginPage {
+        next: local_path(q.next.as_deref().unwrap_or("/")),
+        email: String::new(),
+        error: None,
+    })
 }
 
 #[derive(Deserialize)]
@@ -146,15 +175,25 @@ pub struct LoginForm {
 }
 
 fn cookie(app: &App, value: &str, max_age: i64) -> HeaderValue {
-    let secure = if app.public_url().starts_with("https://") { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!("{COOKIE_NAME}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"))
-        .unwrap_or_else(|_| HeaderValue::from_static(""))
+    let secure = if app.public_url().starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "{COOKIE_NAME}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 pub async fn login(State(app): State<Arc<App>>, Form(form): Form<LoginForm>) -> Response {
     let next = local_path(&form.next);
     let failed = |email: String| {
-        let mut response = render(&LoginPage { next: next.clone(), email, error: Some("Email or password is not right.".into()) });
+        let mut response = render(&LoginPage {
+            next: next.clone(),
+            email,
+            error: Some("Email or password is not right.".into()),
+        });
         *response.status_mut() = StatusCode::UNAUTHORIZED;
         response
     };
@@ -170,17 +209,27 @@ pub async fn login(State(app): State<Arc<App>>, Form(form): Form<LoginForm>) -> 
         return failed(form.email);
     }
     let Ok(secret) = app.store.create_session(&user.id, SESSION_MS).await else {
-        return (StatusCode::INTERNAL_SERVER_ERROR, "Could not start a session; see the server log.").into_response();
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Could not start a session; see the server log.",
+        )
+            .into_response();
     };
     let mut response = Redirect::to(&next).into_response();
-    response.headers_mut().insert(SET_COOKIE, cookie(&app, &secret, SESSION_MS / 1000));
+    response
+        .headers_mut()
+        .insert(SET_COOKIE, cookie(&app, &secret, SESSION_MS / 1000));
     response
 }
 
 async fn verify(password: String, hash: String) -> bool {
     tokio::task::spawn_blocking(move || {
         use argon2::password_hash::{PasswordHash, PasswordVerifier};
-        PasswordHash::new(&hash).is_ok_and(|parsed| argon2::Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        PasswordHash::new(&hash).is_ok_and(|parsed| {
+            argon2::Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
     })
     .await
     .unwrap_or(false)
@@ -192,7 +241,12 @@ pub struct CsrfForm {
     csrf: String,
 }
 
-pub async fn logout(State(app): State<Arc<App>>, headers: HeaderMap, user: ConsoleUser, Form(form): Form<CsrfForm>) -> Response {
+pub async fn logout(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    user: ConsoleUser,
+    Form(form): Form<CsrfForm>,
+) -> Response {
     if let Err(refused) = user.check_csrf(&form.csrf) {
         return refused;
     }
@@ -200,6 +254,8 @@ pub async fn logout(State(app): State<Arc<App>>, headers: HeaderMap, user: Conso
         let _ = app.store.end_session(&secret).await;
     }
     let mut response = Redirect::to("/login").into_response();
-    response.headers_mut().insert(SET_COOKIE, cookie(&app, "", 0));
+    response
+        .headers_mut()
+        .insert(SET_COOKIE, cookie(&app, "", 0));
     response
 }

@@ -57,27 +57,54 @@ pub fn routes() -> Router<Arc<App>> {
 async fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     headers.entry(header::CONTENT_SECURITY_POLICY).or_insert(HeaderValue::from_static(
         "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'",
     ));
-    headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
     response
 }
 
 /// Stylesheet and scripts, embedded at build time.
 const ASSETS: &[(&str, &str, &str)] = &[
-    ("console.css", "text/css; charset=utf-8", include_str!("../../assets/console/console.css")),
-    ("console.js", "text/javascript; charset=utf-8", include_str!("../../assets/console/console.js")),
-    ("debugger.js", "text/javascript; charset=utf-8", include_str!("../../assets/console/debugger.js")),
-    ("retl.js", "text/javascript; charset=utf-8", include_str!("../../assets/console/retl.js")),
+    (
+        "console.css",
+        "text/css; charset=utf-8",
+        include_str!("../../assets/console/console.css"),
+    ),
+    (
+        "console.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/console/console.js"),
+    ),
+    (
+        "debugger.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/console/debugger.js"),
+    ),
+    (
+        "retl.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/console/retl.js"),
+    ),
 ];
 
 async fn asset(Path(name): Path<String>) -> Response {
     match ASSETS.iter().find(|(n, _, _)| *n == name) {
         Some((_, content_type, body)) => (
-            [(header::CONTENT_TYPE, *content_type), (header::CACHE_CONTROL, "public, max-age=300")],
+            [
+                (header::CONTENT_TYPE, *content_type),
+                (header::CACHE_CONTROL, "public, max-age=300"),
+            ],
             *body,
         )
             .into_response(),
@@ -88,13 +115,17 @@ async fn asset(Path(name): Path<String>) -> Response {
 impl ConsoleUser {
     /// The admin API caller acting for this console user.
     pub fn caller(&self) -> Caller {
-        Caller { user: self.user.clone(), token: None }
+        Caller {
+            user: self.user.clone(),
+            token: None,
+        }
     }
 
     /// Check a form before acting: its CSRF token, then the role the API route needs.
     pub fn guard(&self, csrf: &str, method: Method, api_path: &str) -> Result<Caller, Response> {
         self.check_csrf(csrf)?;
-        self.may(method, api_path).map_err(|reason| self.refuse(reason))?;
+        self.may(method, api_path)
+            .map_err(|reason| self.refuse(reason))?;
         Ok(self.caller())
     }
 }

@@ -17,15 +17,15 @@ use crate::store::{NewSource, Role, Source, SourcePatch};
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SourceView {
-    id: String,
-    name: String,
+    pub(crate) id: String,
+    pub(crate) name: String,
     /// In full for owners (SPEC §1) and for whoever just created the source; masked otherwise.
-    write_key: String,
-    enabled: bool,
-    rate_limit_per_second: Option<u32>,
+    pub(crate) write_key: String,
+    pub(crate) enabled: bool,
+    pub(crate) rate_limit_per_second: Option<u32>,
     /// `null` means the workspace policy applies.
-    missing_consent_policy: Option<MissingConsentPolicy>,
-    created_at: String,
+    pub(crate) missing_consent_policy: Option<MissingConsentPolicy>,
+    pub(crate) created_at: String,
 }
 
 impl SourceView {

@@ -245,135 +245,69 @@ mod tests {
         category analytics: Analytics, Both
     ";
 
+    /// `column=category …`, `column=JSON …` → pairs.
+    fn words(text: &str) -> Vec<(&str, &str)> {
+        text.split_whitespace()
+            .map(|w| w.split_once('=').expect("column=value"))
+            .collect()
+    }
+
+    /// One line per case: warehouse, consent mapping, row, the destinations it reaches.
     #[test]
     fn decision_table() {
         use Kind::{Mysql, Postgres, Sqlite};
-        let t = Json::Bool(true);
-        let f = Json::Bool(false);
-        let n = Json::Null;
-        let cases: Vec<(&str, Kind, Vec<(&str, &str)>, Vec<(&str, Json)>, Vec<&str>)> = vec![
+        const ALL: &str = "Ads Analytics Archive Both";
+        let cases: &[(Kind, &str, &str, &str)] = &[
             // No mapping: no enforcement, every destination.
-            (
-                WS,
-                Postgres,
-                vec![],
-                vec![("id", 1.into()), ("ads_ok", f.clone())],
-                vec!["Ads", "Analytics", "Archive", "Both"],
-            ),
+            (Postgres, "", "id=1 ads_ok=false", ALL),
             // Any mapping: categories without a column are false.
-            (
-                WS,
-                Postgres,
-                vec![("ads_ok", "ads")],
-                vec![("ads_ok", t.clone())],
-                vec!["Ads", "Archive"],
-            ),
-            (
-                WS,
-                Postgres,
-                vec![("ads_ok", "ads")],
-                vec![("ads_ok", f.clone())],
-                vec!["Archive"],
-            ),
+            (Postgres, "ads_ok=ads", "ads_ok=true", "Ads Archive"),
+            (Postgres, "ads_ok=ads", "ads_ok=false", "Archive"),
             // NULL and non-true values are false.
-            (
-                WS,
-                Postgres,
-                vec![("ads_ok", "ads")],
-                vec![("ads_ok", n.clone())],
-                vec!["Archive"],
-            ),
-            (
-                WS,
-                Postgres,
-                vec![("ads_ok", "ads")],
-                vec![("ads_ok", "true".into())],
-                vec!["Archive"],
-            ),
-            (
-                WS,
-                Postgres,
-                vec![("ads_ok", "ads")],
-                vec![("ads_ok", 1.into())],
-                vec!["Archive"],
-            ),
+            (Postgres, "ads_ok=ads", "ads_ok=null", "Archive"),
+            (Postgres, "ads_ok=ads", r#"ads_ok="true""#, "Archive"),
+            (Postgres, "ads_ok=ads", "ads_ok=1", "Archive"),
             // MySQL and SQLite booleans are integers: 1 is true, nothing else.
+            (Mysql, "ads_ok=ads", "ads_ok=1", "Ads Archive"),
+            (Sqlite, "ads_ok=ads", "ads_ok=1", "Ads Archive"),
+            (Sqlite, "ads_ok=ads", "ads_ok=2", "Archive"),
+            (Sqlite, "ads_ok=ads", "ads_ok=0", "Archive"),
+            (Mysql, "ads_ok=ads", "ads_ok=1.5", "Archive"),
+            (Mysql, "ads_ok=ads", "ads_ok=true", "Ads Archive"),
+            // Both categories mapped: rule `all` needs both for "Both".
+            (Postgres, "a=ads b=analytics", "a=true b=true", ALL),
             (
-                WS,
-                Mysql,
-                vec![("ads_ok", "ads")],
-                vec![("ads_ok", 1.into())],
-                vec!["Ads", "Archive"],
-            ),
-            (
-                WS,
-                Sqlite,
-                vec![("ads_ok", "ads")],
-                vec![("ads_ok", 1.into())],
-                vec!["Ads", "Archive"],
-            ),
-            (
-                WS,
-                Sqlite,
-                vec![("ads_ok", "ads")],
-                vec![("ads_ok", 2.into())],
-                vec!["Archive"],
-            ),
-            (
-                WS,
-                Sqlite,
-                vec![("ads_ok", "ads")],
-                vec![("ads_ok", 0.into())],
-                vec!["Archive"],
-            ),
-            (
-                WS,
-                Mysql,
-                vec![("ads_ok", "ads")],
-                vec![("ads_ok", 1.5.into())],
-                vec!["Archive"],
-            ),
-            // Both categories mapped: `all` needs both for "Both".
-            (
-                WS,
                 Postgres,
-                vec![("a", "ads"), ("b", "analytics")],
-                vec![("a", t.clone()), ("b", t.clone())],
-                vec!["Ads", "Analytics", "Archive", "Both"],
-            ),
-            (
-                WS,
-                Postgres,
-                vec![("a", "ads"), ("b", "analytics")],
-                vec![("a", t.clone()), ("b", f.clone())],
-                vec!["Ads", "Archive"],
+                "a=ads b=analytics",
+                "a=true b=false",
+                "Ads Archive",
             ),
             // A mapped column the query does not return counts as false.
-            (
-                WS,
-                Postgres,
-                vec![("a", "ads"), ("gone", "analytics")],
-                vec![("a", t.clone())],
-                vec!["Ads", "Archive"],
-            ),
-            // A mapping to a category the workspace does not have blocks nothing and grants nothing.
-            (
-                WS,
-                Postgres,
-                vec![("x", "unknown")],
-                vec![("x", t.clone())],
-                vec!["Archive"],
-            ),
+            (Postgres, "a=ads gone=analytics", "a=true", "Ads Archive"),
+            // A category the workspace does not have grants nothing (and blocks nothing).
+            (Postgres, "x=unknown", "x=true", "Archive"),
         ];
-        for (ws, kind, mapping, row, expected) in cases {
-            check(ws, kind, &mapping, &row, &expected);
+        for (kind, mapping, row, expected) in cases {
+            case_in(WS, *kind, mapping, row, expected);
         }
+    }
+
+    /// A case in words, on PostgreSQL.
+    fn case(workspace: &str, mapping: &str, row: &str, expected: &str) {
+        case_in(workspace, Kind::Postgres, mapping, row, expected);
+    }
+
+    fn case_in(workspace: &str, kind: Kind, mapping: &str, row: &str, expected: &str) {
+        let row: Vec<(&str, Json)> = words(row)
+            .into_iter()
+            .map(|(c, v)| (c, serde_json::from_str(v).unwrap()))
+            .collect();
+        let expected: Vec<&str> = expected.split_whitespace().collect();
+        check(workspace, kind, &words(mapping), &row, &expected);
     }
 
     #[test]
     fn rule_any_disabled_categories_and_destinations() {
-        let t = Json::Bool(true);
-        let f = Json::Bool(false);
         let any = "
             dest Ads
             dest Analytics
@@ -382,20 +316,8 @@ mod tests {
             category ads: Ads, Both
             category analytics: Analytics, Both
         ";
-        check(
-            any,
-            Kind::Postgres,
-            &[("a", "ads"), ("b", "analytics")],
-            &[("a", t.clone()), ("b", f.clone())],
-            &["Ads", "Both"],
-        );
-        check(
-            any,
-            Kind::Postgres,
-            &[("a", "ads")],
-            &[("a", f.clone())],
-            &[],
-        );
+        case(any, "a=ads b=analytics", "a=true b=false", "Ads Both");
+        case(any, "a=ads", "a=false", "");
         // A disabled category is not enforced: its destinations behave as unmapped.
         let disabled = "
             dest Ads
@@ -403,13 +325,7 @@ mod tests {
             category ads disabled: Ads
             category analytics: Analytics
         ";
-        check(
-            disabled,
-            Kind::Postgres,
-            &[("b", "analytics")],
-            &[("b", f.clone())],
-            &["Ads"],
-        );
+        case(disabled, "b=analytics", "b=false", "Ads");
         // Destinations that do not enforce consent get everything; disabled ones nothing.
         let dests = "
             dest Ads no-enforce
@@ -417,27 +333,9 @@ mod tests {
             dest Analytics
             category ads: Ads, Off, Analytics
         ";
-        check(
-            dests,
-            Kind::Postgres,
-            &[("a", "ads")],
-            &[("a", f.clone())],
-            &["Ads"],
-        );
-        check(
-            dests,
-            Kind::Postgres,
-            &[("a", "ads")],
-            &[("a", t.clone())],
-            &["Ads", "Analytics"],
-        );
-        check(
-            dests,
-            Kind::Postgres,
-            &[],
-            &[("a", f)],
-            &["Ads", "Analytics"],
-        );
+        case(dests, "a=ads", "a=false", "Ads");
+        case(dests, "a=ads", "a=true", "Ads Analytics");
+        case(dests, "", "a=false", "Ads Analytics");
     }
 
     #[test]

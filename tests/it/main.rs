@@ -8,6 +8,7 @@ mod cdn;
 mod cli;
 mod common;
 mod console_browser;
+mod console_pages_a;
 mod debugger;
 mod delivery;
 mod destinations_catalog;

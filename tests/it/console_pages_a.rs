@@ -1,0 +1,464 @@
+//! Console pages over HTTP: Sources, Destinations (with filters) and Users and tokens.
+//! Each test signs in as real users through `/login` and checks what the pages show, what the
+//! forms change (through the admin API and the audit trail), and what they refuse.
+
+use serde_json::{Value, json};
+
+use crate::common::TestServer;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// A signed-in console user: the session cookie and the page's CSRF token.
+struct Console {
+    http: reqwest::Client,
+    url: String,
+    cookie: String,
+    csrf: String,
+    email: String,
+    id: String,
+}
+
+struct Answer {
+    status: u16,
+    location: String,
+    html: String,
+}
+
+impl Console {
+    /// Create a user with this role and sign in as them.
+    async fn sign_in(server: &TestServer, role: &str) -> Console {
+        let email = format!("{role}@example.com");
+        let (status, user) = server
+            .admin(
+                "POST",
+                "/api/v1/users",
+                Some(json!({"email": email, "name": format!("The {role}"), "role": role, "password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(status, 201, "{user}");
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let form = encode(&[
+            ("email", &email),
+            ("password", PASSWORD),
+            ("next", "/sources"),
+        ]);
+        let response = http
+            .post(format!("{}/login", server.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 303, "sign-in as {email}");
+        let cookie = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with("sluice_session="))
+            .and_then(|v| v.split(';').next())
+            .expect("session cookie")
+            .to_owned();
+        let mut console = Console {
+            http,
+            url: server.url.clone(),
+            cookie,
+            csrf: String::new(),
+            email,
+            id: user["id"].as_str().unwrap().to_owned(),
+        };
+        let page = console.get("/sources").await;
+        console.csrf = csrf_of(&page.html);
+        console
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .unwrap();
+        answer(response).await
+    }
+
+    /// POST a form with this session's CSRF token.
+    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Answer {
+        let mut all = vec![("_csrf", self.csrf.as_str())];
+        all.extend_from_slice(fields);
+        self.post_raw(path, &encode(&all)).await
+    }
+
+    async fn post_raw(&self, path: &str, body: &str) -> Answer {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .header("cookie", &self.cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
+        answer(response).await
+    }
+
+    /// POST a form with a forged CSRF token.
+    async fn forge(&self, path: &str, fields: &[(&str, &str)]) -> Answer {
+        let mut all = vec![("_csrf", "forged-token")];
+        all.extend_from_slice(fields);
+        self.post_raw(path, &encode(&all)).await
+    }
+}
+
+async fn answer(response: reqwest::Response) -> Answer {
+    let status = response.status().as_u16();
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let html = response.text().await.unwrap();
+    Answer {
+        status,
+        location,
+        html,
+    }
+}
+
+fn encode(fields: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish()
+}
+
+fn csrf_of(html: &str) -> String {
+    let start = html
+        .find("name=\"_csrf\" value=\"")
+        .expect("a form with a CSRF token")
+        + 20;
+    html[start..start + html[start..].find('"').unwrap()].to_owned()
+}
+
+/// The text of the element with this id (up to its first closing tag), unescaped.
+fn element(html: &str, id: &str) -> String {
+    let at = html
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no element #{id} in:\n{html}"));
+    let open_end = at + html[at..].find('>').unwrap() + 1;
+    let close = open_end + html[open_end..].find("</").unwrap();
+    unescape(&html[open_end..close])
+}
+
+fn unescape(text: &str) -> String {
+    [
+        ("&#60;", "<"),
+        ("&#62;", ">"),
+        ("&#34;", "\""),
+        ("&#39;", "'"),
+        ("&lt;", "<"),
+        ("&gt;", ">"),
+        ("&quot;", "\""),
+        ("&#38;", "&"),
+        ("&amp;", "&"),
+    ]
+    .iter()
+    .fold(text.to_owned(), |t, (from, to)| t.replace(from, to))
+}
+
+/// The opening tag of the element with this id.
+fn tag<'a>(html: &'a str, id: &str) -> &'a str {
+    let at = html
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no element #{id} in:\n{html}"));
+    let start = html[..at].rfind('<').unwrap();
+    &html[start..at + html[at..].find('>').unwrap() + 1]
+}
+
+async fn audit_actions(server: &TestServer, resource_type: &str) -> Vec<(String, String)> {
+    let (status, page) = server
+        .admin(
+            "GET",
+            &format!("/api/v1/audit?resourceType={resource_type}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["actor"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn source_named(server: &TestServer, name: &str) -> Option<Value> {
+    let (_, sources) = server.admin("GET", "/api/v1/sources", None).await;
+    sources
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .cloned()
+}
+
+#[tokio::test]
+async fn sources_page() {
+    let server = TestServer::start().await;
+    let owner = Console::sign_in(&server, "owner").await;
+    let member = Console::sign_in(&server, "member").await;
+    let viewer = Console::sign_in(&server, "viewer").await;
+
+    // Everyone sees the list; viewers see the create form disabled, with the API's reason.
+    let page = owner.get("/sources").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.html
+            .contains("<button type=\"submit\">Create source</button>"),
+        "{}",
+        page.html
+    );
+    let page = viewer.get("/sources").await;
+    assert_eq!(page.status, 200);
+    assert!(tag(&page.html, "source-name").contains("disabled"));
+    assert!(page.html.contains("Viewers cannot change sources"));
+
+    // Invalid input comes back next to its field, and nothing is created.
+    let page = owner
+        .post("/sources", &[("name", "Shop"), ("rate_limit", "fast")])
+        .await;
+    assert_eq!(page.status, 400);
+    assert!(element(&page.html, "source-rate-error").contains("whole number"));
+    assert!(tag(&page.html, "source-rate").contains("aria-invalid=\"true\""));
+    let page = owner.post("/sources", &[("name", "  ")]).await;
+    assert_eq!(page.status, 400);
+    assert!(element(&page.html, "source-name-error").contains("name must be 1 to 100 characters"));
+    assert!(source_named(&server, "Shop").await.is_none());
+
+    // An owner creates a source and lands on its page with the key and the snippets.
+    let page = owner
+        .post(
+            "/sources",
+            &[
+                ("name", "Shop website"),
+                ("rate_limit", "50"),
+                ("missing_consent_policy", "deny"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.html);
+    let created = source_named(&server, "Shop website")
+        .await
+        .expect("source created");
+    let id = created["id"].as_str().unwrap();
+    let key = created["writeKey"].as_str().unwrap();
+    assert_eq!(created["rateLimitPerSecond"], 50);
+    assert_eq!(created["missingConsentPolicy"], "deny");
+    assert!(
+        page.location.starts_with(&format!("/sources/{id}?ok=")),
+        "{}",
+        page.location
+    );
+    assert!(
+        audit_actions(&server, "source")
+            .await
+            .contains(&("source.created".into(), owner.email.clone()))
+    );
+
+    let page = owner.get(&format!("/sources/{id}")).await;
+    assert_eq!(page.status, 200);
+    assert_eq!(element(&page.html, "write-key"), key);
+    let consent_tag = format!(
+        "<script src=\"{}/consent.js\" data-write-key=\"{key}\"></script>",
+        server.url
+    );
+    assert!(
+        element(&page.html, "snippet-consent").contains(&consent_tag),
+        "{}",
+        element(&page.html, "snippet-consent")
+    );
+    let analytics = element(&page.html, "snippet-analytics");
+    assert!(
+        analytics.contains(&format!("writeKey: '{key}'")),
+        "{analytics}"
+    );
+    assert!(
+        analytics.contains(&format!("cdnURL: '{}'", server.url)),
+        "{analytics}"
+    );
+    assert!(page.html.contains("data-copy=\"#snippet-analytics\""));
+
+    // Members and viewers never see an owner's source key; the snippets hold a placeholder.
+    for who in [&member, &viewer] {
+        let page = who.get(&format!("/sources/{id}")).await;
+        assert_eq!(page.status, 200);
+        assert!(!page.html.contains(key), "{} sees the write key", who.email);
+        assert!(element(&page.html, "snippet-consent").contains("YOUR_WRITE_KEY"));
+    }
+    let page = viewer.get(&format!("/sources/{id}")).await;
+    assert!(tag(&page.html, "source-name").contains("disabled"));
+    assert!(page.html.contains("Viewers cannot change sources"));
+
+    // A member sees the key of a source they create once, on the answer page.
+    let page = member.post("/sources", &[("name", "iOS app")]).await;
+    assert_eq!(page.status, 200, "{}", page.html);
+    let ios = source_named(&server, "iOS app").await.unwrap();
+    let (_, full) = server
+        .admin(
+            "GET",
+            &format!("/api/v1/sources/{}", ios["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    let ios_key = full["writeKey"].as_str().unwrap();
+    assert_eq!(element(&page.html, "write-key"), ios_key);
+    let again = member
+        .get(&format!("/sources/{}", ios["id"].as_str().unwrap()))
+        .await;
+    assert!(!again.html.contains(ios_key));
+
+    // Viewers and forged forms are refused and change nothing.
+    for (who, answer) in [
+        ("viewer", viewer.post("/sources", &[("name", "Nope")]).await),
+        ("forged", owner.forge("/sources", &[("name", "Nope")]).await),
+        (
+            "viewer",
+            viewer
+                .post(&format!("/sources/{id}"), &[("name", "Renamed")])
+                .await,
+        ),
+        (
+            "forged",
+            owner
+                .forge(&format!("/sources/{id}"), &[("name", "Renamed")])
+                .await,
+        ),
+        (
+            "viewer",
+            viewer.post(&format!("/sources/{id}/disable"), &[]).await,
+        ),
+        (
+            "forged",
+            owner
+                .forge(
+                    &format!("/sources/{id}/delete"),
+                    &[("confirm_name", "Shop website")],
+                )
+                .await,
+        ),
+    ] {
+        assert_eq!(answer.status, 403, "{who}: {}", answer.html);
+    }
+    assert!(source_named(&server, "Nope").await.is_none());
+    let unchanged = source_named(&server, "Shop website")
+        .await
+        .expect("not renamed or deleted");
+    assert_eq!(unchanged["enabled"], true);
+
+    // Rename, clear the limit, disable, enable.
+    let page = owner
+        .post(
+            &format!("/sources/{id}"),
+            &[
+                ("name", "Shop"),
+                ("rate_limit", ""),
+                ("missing_consent_policy", ""),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.html);
+    let (_, after) = server
+        .admin("GET", &format!("/api/v1/sources/{id}"), None)
+        .await;
+    assert_eq!(
+        (
+            after["name"].as_str(),
+            &after["rateLimitPerSecond"],
+            &after["missingConsentPolicy"]
+        ),
+        (Some("Shop"), &Value::Null, &Value::Null)
+    );
+    let page = owner
+        .post(
+            &format!("/sources/{id}"),
+            &[("name", "Shop"), ("rate_limit", "0")],
+        )
+        .await;
+    assert_eq!(page.status, 400);
+    assert!(
+        element(&page.html, "source-rate-error").contains("rateLimitPerSecond must be at least 1")
+    );
+    assert_eq!(
+        owner
+            .post(&format!("/sources/{id}/disable"), &[])
+            .await
+            .status,
+        303
+    );
+    assert_eq!(
+        server
+            .admin("GET", &format!("/api/v1/sources/{id}"), None)
+            .await
+            .1["enabled"],
+        false
+    );
+    assert!(
+        owner
+            .get(&format!("/sources/{id}"))
+            .await
+            .html
+            .contains("Enable source")
+    );
+    assert_eq!(
+        member
+            .post(&format!("/sources/{id}/enable"), &[])
+            .await
+            .status,
+        303
+    );
+    assert_eq!(
+        server
+            .admin("GET", &format!("/api/v1/sources/{id}"), None)
+            .await
+            .1["enabled"],
+        true
+    );
+
+    // Delete needs the exact name.
+    let page = owner
+        .post(
+            &format!("/sources/{id}/delete"),
+            &[("confirm_name", "shop")],
+        )
+        .await;
+    assert!(page.location.contains("error="), "{}", page.location);
+    assert!(source_named(&server, "Shop").await.is_some());
+    let page = owner
+        .post(
+            &format!("/sources/{id}/delete"),
+            &[("confirm_name", "Shop")],
+        )
+        .await;
+    assert!(
+        page.location.starts_with("/sources?ok="),
+        "{}",
+        page.location
+    );
+    assert!(source_named(&server, "Shop").await.is_none());
+    let actions = audit_actions(&server, "source").await;
+    for action in ["source.updated", "source.deleted"] {
+        assert!(
+            actions.iter().any(|(a, _)| a == action),
+            "{action} in {actions:?}"
+        );
+    }
+}

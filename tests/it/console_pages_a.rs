@@ -15,7 +15,6 @@ struct Console {
     cookie: String,
     csrf: String,
     email: String,
-    id: String,
 }
 
 struct Answer {
@@ -68,7 +67,6 @@ impl Console {
             cookie,
             csrf: String::new(),
             email,
-            id: user["id"].as_str().unwrap().to_owned(),
         };
         let page = console.get("/sources").await;
         console.csrf = csrf_of(&page.html);

@@ -32,17 +32,17 @@ pub struct Params {
 #[serde(rename_all = "camelCase")]
 #[schema(as = AuditEntry)]
 pub struct EntryView {
-    id: i64,
-    at: String,
-    actor: String,
-    actor_id: String,
-    action: String,
-    resource_type: String,
-    resource_id: String,
+    pub(crate) id: i64,
+    pub(crate) at: String,
+    pub(crate) actor: String,
+    pub(crate) actor_id: String,
+    pub(crate) action: String,
+    pub(crate) resource_type: String,
+    pub(crate) resource_id: String,
     #[schema(value_type = Option<Object>)]
-    before: Option<serde_json::Value>,
+    pub(crate) before: Option<serde_json::Value>,
     #[schema(value_type = Option<Object>)]
-    after: Option<serde_json::Value>,
+    pub(crate) after: Option<serde_json::Value>,
 }
 
 impl From<AuditEntry> for EntryView {
@@ -65,8 +65,8 @@ impl From<AuditEntry> for EntryView {
 #[serde(rename_all = "camelCase")]
 #[schema(as = AuditPage)]
 pub struct Page {
-    entries: Vec<EntryView>,
-    next_cursor: Option<i64>,
+    pub(crate) entries: Vec<EntryView>,
+    pub(crate) next_cursor: Option<i64>,
 }
 
 fn query(params: &Params, limit: usize) -> Result<AuditQuery, ApiError> {

@@ -28,40 +28,40 @@ pub struct Params {
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OverviewView {
-    from: String,
-    to: String,
+    pub(crate) from: String,
+    pub(crate) to: String,
     /// Every event that reached the API, valid or not.
-    received: i64,
-    failed_on_ingest: BTreeMap<String, i64>,
+    pub(crate) received: i64,
+    pub(crate) failed_on_ingest: BTreeMap<String, i64>,
     /// Dropped at the API (suppressed users).
-    filtered_at_source: i64,
+    pub(crate) filtered_at_source: i64,
     /// Accepted with a 200 but not routed again (messageId seen within the dedup window).
-    duplicates: i64,
+    pub(crate) duplicates: i64,
     /// Stored and routed (including `generated`).
-    accepted: i64,
+    pub(crate) accepted: i64,
     /// Consent-update events Sluice emitted itself because an event carried new preferences.
-    generated: i64,
-    destinations: Vec<DestinationSteps>,
+    pub(crate) generated: i64,
+    pub(crate) destinations: Vec<DestinationSteps>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct DestinationSteps {
-    destination_id: String,
-    name: String,
+pub(crate) struct DestinationSteps {
+    pub(crate) destination_id: String,
+    pub(crate) name: String,
     /// Accepted events whose routing decision allowed this destination.
-    routed: i64,
+    pub(crate) routed: i64,
     /// By reason: FILTERED_BY_END_USER_CONSENT, FILTERED_BY_INTEGRATIONS_OBJECT, …
-    filtered: BTreeMap<String, i64>,
+    pub(crate) filtered: BTreeMap<String, i64>,
     /// Routed, not yet attempted.
-    pending: i64,
+    pub(crate) pending: i64,
     /// In a batch that failed and will be retried.
-    retrying: i64,
+    pub(crate) retrying: i64,
     /// Failed for good; in the dead-letter store.
-    dead: i64,
-    delivered: i64,
+    pub(crate) dead: i64,
+    pub(crate) delivered: i64,
     /// Removed from the backlog by a deletion request.
-    deleted: i64,
+    pub(crate) deleted: i64,
 }
 
 fn parse_time(field: &str, value: Option<&str>, default: i64) -> Result<i64, ApiError> {

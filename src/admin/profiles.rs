@@ -42,7 +42,7 @@ pub async fn get(
 
 #[derive(Serialize)]
 pub struct History {
-    entries: Vec<LedgerEntry>,
+    pub(crate) entries: Vec<LedgerEntry>,
 }
 
 /// The person's consent ledger, oldest first: every consent-update event and every change of a

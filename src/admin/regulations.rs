@@ -26,18 +26,18 @@ pub struct CreateRegulation {
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RegulationView {
-    id: String,
-    regulation_type: RegulationType,
-    subject_type: String,
-    subject_ids: Vec<String>,
+    pub(crate) id: String,
+    pub(crate) regulation_type: RegulationType,
+    pub(crate) subject_type: String,
+    pub(crate) subject_ids: Vec<String>,
     /// `INITIALIZED`, `RUNNING`, `FINISHED`, `FAILED` or `PARTIAL_SUCCESS`.
-    status: String,
+    pub(crate) status: String,
     /// Counts of what was suppressed or deleted, and per-destination results.
     #[schema(value_type = Object)]
-    details: serde_json::Value,
-    created_by: String,
-    created_at: String,
-    finished_at: Option<String>,
+    pub(crate) details: serde_json::Value,
+    pub(crate) created_by: String,
+    pub(crate) created_at: String,
+    pub(crate) finished_at: Option<String>,
 }
 
 impl From<Regulation> for RegulationView {
@@ -59,9 +59,9 @@ impl From<Regulation> for RegulationView {
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SuppressionView {
-    user_id: String,
-    regulation_id: String,
-    created_at: String,
+    pub(crate) user_id: String,
+    pub(crate) regulation_id: String,
+    pub(crate) created_at: String,
 }
 
 /// Create a regulation; it is processed in the background (owners).

@@ -18,6 +18,7 @@
 pub mod apply;
 pub mod client;
 mod commands;
+pub mod filters;
 pub mod output;
 pub mod retl;
 pub mod state;
@@ -82,6 +83,9 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Reverse ETL: warehouse connections, models with consent columns, syncs and runs.
     Retl(retl::RetlArgs),
+    /// Destination filters: test rules against a sample event locally, show or replace a
+    /// destination's rules.
+    Filters(filters::FiltersArgs),
 }
 
 const APPLY_ABOUT: &str = "\
@@ -425,5 +429,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Export(args) => commands::export(args).await,
         Command::Apply(args) => commands::apply(args).await,
         Command::Retl(args) => retl::run(args).await,
+        Command::Filters(args) => filters::run(args).await,
     }
 }

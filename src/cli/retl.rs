@@ -71,9 +71,9 @@ pub enum ConnectionsCommand {
         #[arg(long, value_enum)]
         kind: KindArg,
         /// e.g. postgres://user:password@host:5432/db, mysql://user:password@host:3306/db,
-        /// sqlite:///path/to/file.db.
-        #[arg(long)]
-        url: String,
+        /// sqlite:///path/to/file.db. (Named apart from `--url`, which is the Sluice server.)
+        #[arg(long, value_name = "URL")]
+        warehouse_url: String,
         /// Longest a model query may run, in seconds (default 300).
         #[arg(long, value_name = "SECONDS")]
         statement_timeout: Option<u32>,
@@ -293,10 +293,10 @@ async fn connections(
         ConnectionsCommand::Create {
             name,
             kind,
-            url,
+            warehouse_url,
             statement_timeout,
         } => {
-            let mut body = json!({"name": name, "kind": kind.as_str(), "url": url});
+            let mut body = json!({"name": name, "kind": kind.as_str(), "url": warehouse_url});
             if let Some(secs) = statement_timeout {
                 body["statementTimeoutSeconds"] = json!(secs);
             }

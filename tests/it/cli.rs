@@ -656,3 +656,98 @@ async fn audit_tail_follows_new_entries() {
     assert!(created["id"].as_i64() > first["id"].as_i64());
     child.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn filters_test_locally_then_set_and_get_through_the_server() {
+    let server = TestServer::start().await;
+    let order = r#"{"type": "track", "event": "Order Completed",
+        "properties": {"total": 5, "email": "ada@example.com"}}"#;
+    let test = |args: &'static [&'static str]| {
+        let server = &server;
+        async move { sluice_with(&server.url, OWNER_TOKEN, args, Some(order), &[]).await }
+    };
+
+    // One rule from the command line: a cheap order is dropped.
+    let dropped = test(&[
+        "filters",
+        "test",
+        "--if",
+        r#"event = "Order Completed" and properties.total < 10"#,
+        "--event",
+        "-",
+    ])
+    .await;
+    assert!(dropped.success, "{dropped:?}");
+    assert!(dropped.stdout.contains("rule 1: matches"), "{dropped:?}");
+    assert!(dropped.stdout.contains("FILTERED_BY_RULES"), "{dropped:?}");
+
+    // drop-properties: delivered without the email, as JSON for scripts.
+    let redacted = test(&[
+        "filters",
+        "test",
+        "--if",
+        "properties.email != null",
+        "--action",
+        "drop-properties",
+        "--field",
+        "properties.email",
+        "--event",
+        "-",
+        "--json",
+    ])
+    .await;
+    assert!(redacted.success, "{redacted:?}");
+    let result = json_of(&redacted);
+    assert_eq!(result["matched"], json!([true]), "{result}");
+    assert_eq!(
+        result["event"]["properties"],
+        json!({"total": 5}),
+        "{result}"
+    );
+
+    // A condition with a syntax error points at the column.
+    let bad = test(&[
+        "filters",
+        "test",
+        "--if",
+        "properties.total << 10",
+        "--event",
+        "-",
+    ])
+    .await;
+    assert!(!bad.success, "{bad:?}");
+    assert!(bad.stderr.contains('^'), "{bad:?}");
+
+    // Rules saved on a destination through the server, read back, then tested by name.
+    server
+        .webhook("Ads", "Google Ads", "http://127.0.0.1:9/ads", json!({}))
+        .await;
+    let rules = r#"
+- if: 'event = "Order Completed" and properties.total < 10'
+  action: drop
+"#;
+    let set = sluice_with(
+        &server.url,
+        OWNER_TOKEN,
+        &["filters", "set", "Ads", "--rules", "-"],
+        Some(rules),
+        &[],
+    )
+    .await;
+    assert!(set.success, "{set:?}");
+    assert!(set.stdout.contains("1 filter rule"), "{set:?}");
+    let got = json_of(&ok(&server, &["filters", "get", "Ads", "--json"]).await);
+    assert_eq!(got.as_array().map(Vec::len), Some(1), "{got}");
+    assert_eq!(got[0]["action"], "drop", "{got}");
+    let by_name = test(&["filters", "test", "--destination", "Ads", "--event", "-"]).await;
+    assert!(by_name.success, "{by_name:?}");
+    assert!(by_name.stdout.contains("FILTERED_BY_RULES"), "{by_name:?}");
+
+    // An unknown destination says how to find one.
+    let missing = sluice(&server, &["filters", "get", "Nope"]).await;
+    assert!(!missing.success);
+    assert!(
+        missing.stderr.contains("sluice destinations list"),
+        "{missing:?}"
+    );
+}

@@ -1920,3 +1920,198 @@ async fn a_100k_row_model_syncs_with_bounded_memory() {
     );
     w.drop_table().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// The command line.
+
+/// `sluice ARGS --url … --token …` as the real binary; `(success, stdout, stderr)`.
+async fn cli(server: &TestServer, args: &[&str]) -> (bool, String, String) {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .args(["--url", &server.url, "--token", OWNER_TOKEN])
+        .env_remove("SLUICE_URL")
+        .env_remove("SLUICE_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the sluice binary starts");
+    let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .expect("sluice finishes within 120 s")
+        .expect("sluice ran");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn cli_connections_models_and_sync_follow() {
+    let w = Warehouse::new(Kind::Sqlite, "cli").await;
+    w.insert(&[
+        ("c1", Some(true), None),
+        ("c2", Some(false), None),
+        ("c3", Some(true), None),
+    ])
+    .await;
+    let ws = workspace().await;
+    let s = &ws.server;
+    let ok = |(success, out, err): (bool, String, String), what: &str| {
+        assert!(success, "{what}\n--- stdout\n{out}--- stderr\n{err}");
+        out
+    };
+    let out = ok(
+        cli(
+            s,
+            &[
+                "retl",
+                "connections",
+                "create",
+                "--name",
+                "wh",
+                "--kind",
+                "sqlite",
+                "--warehouse-url",
+                &w.url,
+            ],
+        )
+        .await,
+        "connections create",
+    );
+    assert!(out.contains("wh") && out.contains("sqlite"), "{out}");
+    let out = ok(
+        cli(s, &["retl", "connections", "test", "wh"]).await,
+        "connections test",
+    );
+    assert!(out.starts_with("OK: connected to SQLite"), "{out}");
+    let out = ok(
+        cli(s, &["retl", "connections", "list"]).await,
+        "connections list",
+    );
+    assert!(out.starts_with("ID "), "{out}");
+
+    let query = w.query();
+    ok(
+        cli(
+            s,
+            &[
+                "retl",
+                "models",
+                "create",
+                "--name",
+                "users",
+                "--connection",
+                "wh",
+                "--query",
+                &query,
+                "--id-column",
+                "id",
+            ],
+        )
+        .await,
+        "models create",
+    );
+    let out = ok(
+        cli(s, &["retl", "models", "preview", "users"]).await,
+        "preview",
+    );
+    let mut lines = out.lines();
+    assert!(lines.next().unwrap().starts_with("id "), "{out}");
+    assert_eq!(lines.count(), 3, "{out}");
+    ok(
+        cli(
+            s,
+            &[
+                "retl",
+                "models",
+                "consent",
+                "users",
+                "--column",
+                "ads_consent=C0004",
+            ],
+        )
+        .await,
+        "consent",
+    );
+    ok(
+        cli(
+            s,
+            &[
+                "retl",
+                "models",
+                "map",
+                "users",
+                "--destination",
+                &ws.ads,
+                "--on",
+                "added,updated,deleted",
+            ],
+        )
+        .await,
+        "map",
+    );
+    let out = ok(cli(s, &["retl", "models", "list"]).await, "models list");
+    assert!(out.contains("ads_consent→C0004"), "{out}");
+
+    let out = ok(
+        cli(s, &["retl", "sync", "users", "--follow"]).await,
+        "sync --follow",
+    );
+    let field = |name: &str| {
+        out.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .unwrap_or_else(|| panic!("no {name} in\n{out}"))
+            .to_owned()
+    };
+    assert_eq!(field("status"), "succeeded");
+    assert_eq!(field("added"), "3");
+    assert_eq!(field("filtered by consent"), "1");
+    assert_eq!(field("queued"), "2");
+    ws.settled().await;
+    assert_eq!(
+        sorted(ws.received("/ads")),
+        pairs(&[("c1", "added"), ("c3", "added")])
+    );
+
+    let out = ok(cli(s, &["retl", "runs", "users"]).await, "runs");
+    assert!(
+        out.starts_with("RUN ") && out.contains("succeeded"),
+        "{out}"
+    );
+    let json: Value = serde_json::from_str(&ok(
+        cli(s, &["retl", "runs", "users", "--json"]).await,
+        "runs --json",
+    ))
+    .unwrap();
+    assert_eq!(json[0]["filteredByConsent"], 1);
+
+    // Failures say why and exit non-zero.
+    ok(
+        cli(
+            s,
+            &[
+                "retl",
+                "connections",
+                "create",
+                "--name",
+                "bad",
+                "--kind",
+                "postgres",
+                "--warehouse-url",
+                "postgres://postgres@127.0.0.1:1/test",
+            ],
+        )
+        .await,
+        "create bad",
+    );
+    let (success, _, err) = cli(s, &["retl", "connections", "test", "bad"]).await;
+    assert!(!success);
+    assert!(err.contains("unreachable"), "{err}");
+    let (success, _, err) = cli(s, &["retl", "sync", "nope"]).await;
+    assert!(!success);
+    assert!(err.contains("no model with id or name \"nope\""), "{err}");
+}

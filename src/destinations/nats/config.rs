@@ -68,6 +68,17 @@ impl NatsConfig {
         if addr.host().is_empty() {
             return Err("url has no host (e.g. nats://127.0.0.1:4222)".into());
         }
+        // `nats://<token>@host` would show the token on read (only passwords are redacted).
+        if let Some(userinfo) = self.url.split_once("://").and_then(|(_, rest)| {
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+            authority.rsplit_once('@').map(|(userinfo, _)| userinfo)
+        }) && !userinfo.contains(':')
+        {
+            return Err(
+                "url holds a token (nats://<token>@host); put it in `token` instead, which is kept secret"
+                    .into(),
+            );
+        }
         SubjectTemplate::parse(&self.subject)?;
         if let Some(stream) = &self.stream {
             let valid = !stream.is_empty()

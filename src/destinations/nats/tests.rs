@@ -97,6 +97,7 @@ fn settings_validation_and_redaction() {
     let bad = [
         json!({"url": "http://127.0.0.1:4222"}),
         json!({"url": "nats://"}),
+        json!({"url": "nats://s3cr3t-token@127.0.0.1:4222"}),
         json!({"subject": "events.{nope}"}),
         json!({"stream": "has.dot"}),
         json!({"stream": ""}),

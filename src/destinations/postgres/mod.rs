@@ -21,10 +21,12 @@
 //!
 //! # Idempotent batches
 //!
-//! A batch is written in one transaction, one `INSERT … SELECT … FROM jsonb_to_recordset($1)
-//! ON CONFLICT (id) DO NOTHING` per table (the rows travel as one JSON parameter, so there is
-//! no limit on rows per statement and the database converts the types). A batch retried after
-//! a timeout, or delivered again after a crash, adds no row twice.
+//! A batch is written with one `INSERT … SELECT … FROM json_to_recordset($1) ON CONFLICT (id)
+//! DO NOTHING` per table (the rows travel as one JSON parameter, so there is no limit on rows
+//! per statement and the database converts the types). Each statement is atomic; the tables
+//! of a batch are written two at a time on separate connections, not in one transaction,
+//! because idempotency makes that unnecessary: a batch retried after a timeout or a failure
+//! half-way, or delivered again after a crash, fills in what is missing and adds no row twice.
 //!
 //! # Errors
 //!
@@ -45,6 +47,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use serde_json::Value;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Row as _};
@@ -56,6 +59,9 @@ use super::{
     BuildContext, DeletionError, DeliveryError, Destination, DestinationType, parse_settings,
 };
 use crate::log::Record;
+
+/// Tables written at the same time, each on its own connection.
+const CONCURRENT_TABLES: usize = 2;
 
 pub struct PostgresType;
 
@@ -109,6 +115,10 @@ pub fn quote(identifier: &str) -> String {
 impl Postgres {
     /// A destination with a lazy pool: nothing connects until the first batch.
     pub fn new(config: &PostgresConfig) -> Result<Postgres, String> {
+        // The pool starts its housekeeping task at once.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err("a postgres destination is built inside the Tokio runtime".into());
+        }
         let options = config
             .connect_options()?
             .application_name("sluice")
@@ -121,7 +131,7 @@ impl Postgres {
         );
         let connect_timeout = Duration::from_millis(config.connect_timeout_ms);
         let pool = PgPoolOptions::new()
-            .max_connections(2)
+            .max_connections(CONCURRENT_TABLES as u32 + 1)
             .acquire_timeout(connect_timeout)
             .idle_timeout(Duration::from_secs(60))
             .connect_lazy_with(options);
@@ -310,30 +320,37 @@ impl Postgres {
         tables: &HashMap<String, Columns>,
         inserts: &BTreeMap<String, Vec<BTreeMap<String, Value>>>,
     ) -> Result<(), DeliveryError> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(|e| self.failure("starting a transaction", e))?;
-        for (table, table_rows) in inserts {
+        // Built in a loop, not by closures, so the futures are plainly `Send`.
+        let mut statements = Vec::with_capacity(inserts.len());
+        for (table, rows) in inserts {
             let Some(columns) = tables.get(table) else {
                 continue;
             };
-            let (sql, json) = insert_statement(&self.schema, table, columns, table_rows);
-            sqlx::query(AssertSqlSafe(sql))
-                .bind(json)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| self.failure(&format!("inserting into {}", self.table(table)), e))?;
+            let (sql, json) = insert_statement(&self.schema, table, columns, rows);
+            let statement: futures_util::future::BoxFuture<'_, Result<(), DeliveryError>> =
+                Box::pin(async move {
+                    sqlx::query(AssertSqlSafe(sql))
+                        .bind(json)
+                        .execute(&self.pool)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| {
+                            self.failure(&format!("inserting into {}", self.table(table)), e)
+                        })
+                });
+            statements.push(statement);
         }
-        tx.commit()
-            .await
-            .map_err(|e| self.failure("committing the batch", e))
+        let mut running =
+            futures_util::stream::iter(statements).buffer_unordered(CONCURRENT_TABLES);
+        while let Some(done) = running.next().await {
+            done?;
+        }
+        Ok(())
     }
 }
 
 /// One statement inserting every row of a table, and its JSON parameter: the rows travel as a
-/// JSON array that `jsonb_to_recordset` turns into typed columns.
+/// JSON array that `json_to_recordset` turns into typed columns.
 pub fn insert_statement(
     schema: &str,
     table: &str,
@@ -352,7 +369,7 @@ pub fn insert_statement(
         .map(|c| format!("{} {}", quote(c), columns[*c].sql_type))
         .collect();
     let sql = format!(
-        "INSERT INTO {}.{} ({list}) SELECT {list} FROM jsonb_to_recordset($1::jsonb) AS r({}) \
+        "INSERT INTO {}.{} ({list}) SELECT {list} FROM json_to_recordset($1::json) AS r({}) \
          ON CONFLICT (id) DO NOTHING",
         quote(schema),
         quote(table),

@@ -343,7 +343,7 @@ fn insert_statement_quotes_and_types() {
     assert_eq!(
         sql,
         "INSERT INTO \"my schema\".\"t\" (\"id\", \"received_at\", \"we\"\"ird\") \
-         SELECT \"id\", \"received_at\", \"we\"\"ird\" FROM jsonb_to_recordset($1::jsonb) \
+         SELECT \"id\", \"received_at\", \"we\"\"ird\" FROM json_to_recordset($1::json) \
          AS r(\"id\" text, \"received_at\" timestamp with time zone, \"we\"\"ird\" numeric) \
          ON CONFLICT (id) DO NOTHING"
     );

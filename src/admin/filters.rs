@@ -17,7 +17,7 @@ use crate::filters::{Program, Rule, Verdict};
 #[serde(deny_unknown_fields)]
 pub struct Rules {
     /// In order; the first `drop` (or failed `keep`) stops the event.
-    rules: Vec<Rule>,
+    pub(crate) rules: Vec<Rule>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -32,12 +32,12 @@ pub struct TestRequest {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct TestResult {
     /// Whether the destination would receive the event.
-    delivered: bool,
+    pub(crate) delivered: bool,
     /// Whether each rule's condition matches the event.
-    matched: Vec<bool>,
+    pub(crate) matched: Vec<bool>,
     /// The event as delivered (after property rules), or null when dropped.
     #[schema(value_type = Option<Object>)]
-    event: Option<Value>,
+    pub(crate) event: Option<Value>,
 }
 
 fn compile(rules: &[Rule]) -> Result<Program, ApiError> {

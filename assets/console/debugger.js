@@ -116,6 +116,8 @@
 
   function render(data) {
     var item = el("li", "debugger-event");
+    var id = data.messageId || (data.event && data.event.messageId);
+    if (id) item.setAttribute("data-message-id", str(id));
     var head = el("div", "spread");
     head.appendChild(el("strong", null, title(data.event)));
     var status = STATUS[data.status] || [str(data.status), "off"];
@@ -166,8 +168,10 @@
     var lastAnnounce = 0;
     var timer = null;
 
-    function setState(text) {
+    // `data-debugger-state` (connecting, live, lost, closed) lets tests and styles follow along.
+    function setState(text, machine) {
       if (state.textContent !== text) state.textContent = text;
+      if (machine) root.setAttribute("data-debugger-state", machine);
     }
 
     function show(data) {
@@ -216,15 +220,15 @@
       updatePaused();
     });
 
-    setState("Connecting…");
+    setState("Connecting…", "connecting");
     var source = new EventSource(root.getAttribute("data-stream"));
     source.addEventListener("ready", function () {
-      setState("Connected. Waiting for events; send one to this source and it appears here.");
+      setState("Connected. Waiting for events; send one to this source and it appears here.", "live");
     });
     source.addEventListener("event", function (message) {
       var data;
       try { data = JSON.parse(message.data); } catch (e) { return; }
-      setState("Connected.");
+      setState("Connected.", "live");
       if (paused) {
         waiting.push(data);
         if (waiting.length > max) { waiting.shift(); droppedWhilePaused += 1; }
@@ -246,7 +250,7 @@
         ? "Disconnected. Your session may have ended: reload the page to reconnect."
         : "Connection lost; reconnecting…";
       if (state.textContent !== text) announce.textContent = text;
-      setState(text);
+      setState(text, source.readyState === EventSource.CLOSED ? "closed" : "lost");
     });
   });
 })();

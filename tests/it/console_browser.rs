@@ -19,16 +19,25 @@ fn js_dir() -> PathBuf {
 /// Chromium and the npm packages, or a loud failure saying how to get them.
 fn check_prerequisites() {
     let hint = "run scripts/test, which installs Debian chromium and the harness/js npm packages";
-    assert!(std::path::Path::new("/usr/bin/chromium").exists(), "/usr/bin/chromium is missing: {hint}");
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists(),
+        "/usr/bin/chromium is missing: {hint}"
+    );
     for package in ["playwright-core", "axe-core"] {
-        assert!(js_dir().join("node_modules").join(package).exists(), "harness/js/node_modules/{package} is missing: {hint}");
+        assert!(
+            js_dir().join("node_modules").join(package).exists(),
+            "harness/js/node_modules/{package} is missing: {hint}"
+        );
     }
 }
 
 async fn user(server: &TestServer, email: &str, role: &str) -> Value {
     let password = format!("{role}-password-for-the-console");
     server
-        .create("/api/v1/users", json!({"email": email, "name": role, "role": role, "password": password}))
+        .create(
+            "/api/v1/users",
+            json!({"email": email, "name": role, "role": role, "password": password}),
+        )
         .await;
     json!({"email": email, "password": password})
 }
@@ -40,23 +49,49 @@ async fn console_flows_in_chromium() {
     let hook = Receiver::start().await;
     let owner = user(&server, "privacy@example.com", "owner").await;
     let viewer = user(&server, "auditor@example.com", "viewer").await;
-    let ads = server.webhook("Google Ads", "Google Ads", &format!("{}/ads", hook.url), json!({})).await;
-    server.webhook("Data warehouse", "Webhooks", &format!("{}/all", hook.url), json!({})).await;
+    let ads = server
+        .webhook(
+            "Google Ads",
+            "Google Ads",
+            &format!("{}/ads", hook.url),
+            json!({}),
+        )
+        .await;
+    server
+        .webhook(
+            "Data warehouse",
+            "Webhooks",
+            &format!("{}/all", hook.url),
+            json!({}),
+        )
+        .await;
     let (_, sources) = server.admin("GET", "/api/v1/sources", None).await;
     let source_id = sources[0]["id"].as_str().unwrap().to_owned();
 
     // Some traffic, so the overview, profile and screenshots have something to show.
     for (i, granted) in [true, false, true].into_iter().enumerate() {
         let (status, _) = server
-            .track("/v1/track", consented("Order Completed", &format!("user-{i}"), json!({"C0004": granted, "C0002": true})))
+            .track(
+                "/v1/track",
+                consented(
+                    "Order Completed",
+                    &format!("user-{i}"),
+                    json!({"C0004": granted, "C0002": true}),
+                ),
+            )
             .await;
         assert_eq!(status, 200);
     }
-    eventually(Duration::from_secs(10), "deliveries", || async { (hook.events().len() >= 6).then_some(()) }).await;
+    eventually(Duration::from_secs(10), "deliveries", || async {
+        (hook.events().len() >= 6).then_some(())
+    })
+    .await;
 
     let screenshots = std::env::var("SLUICE_SCREENSHOT_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/console-screenshots"));
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/console-screenshots")
+        });
     let config = json!({
         "url": server.url,
         "owner": owner,
@@ -80,7 +115,11 @@ async fn console_flows_in_chromium() {
         .expect("the console driver did not finish within 180 s")
         .expect("run node console/drive.mjs");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let summary: Value = stdout.lines().rev().find_map(|l| serde_json::from_str(l).ok()).unwrap_or(Value::Null);
+    let summary: Value = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or(Value::Null);
     assert!(
         output.status.success(),
         "the console driver failed ({}): problems: {:#}\nsteps: {:#}\nconsole: {:#}\naxe: {:#}\nstderr: {}",
@@ -93,48 +132,81 @@ async fn console_flows_in_chromium() {
     );
 
     // What the browser did is what the API sees.
-    let (_, category) = server.admin("GET", "/api/v1/consent/categories/C0004", None).await;
+    let (_, category) = server
+        .admin("GET", "/api/v1/consent/categories/C0004", None)
+        .await;
     assert_eq!(category["enabled"], true, "{category}");
     assert_eq!(category["destinations"], json!([ads]));
-    let (_, all) = server.admin("GET", "/api/v1/consent/categories", None).await;
-    assert_eq!(all.as_array().unwrap().len(), 1, "a forged POST created something: {all}");
+    let (_, all) = server
+        .admin("GET", "/api/v1/consent/categories", None)
+        .await;
+    assert_eq!(
+        all.as_array().unwrap().len(),
+        1,
+        "a forged POST created something: {all}"
+    );
     let (_, audit) = server.admin("GET", "/api/v1/audit?limit=200", None).await;
     let by_owner: Vec<&str> = audit
         .as_array()
         .expect("audit entries")
         .iter()
-        .filter(|e| e["actor"]["label"] == "privacy@example.com" || e["actorLabel"] == "privacy@example.com")
+        .filter(|e| {
+            e["actor"]["label"] == "privacy@example.com" || e["actorLabel"] == "privacy@example.com"
+        })
         .filter_map(|e| e["action"].as_str())
         .collect();
     for action in ["category.created", "category.disabled", "category.enabled"] {
-        assert!(by_owner.contains(&action), "no {action} by the owner in the audit trail: {by_owner:?}");
+        assert!(
+            by_owner.contains(&action),
+            "no {action} by the owner in the audit trail: {by_owner:?}"
+        );
     }
 
     // The overview page's numbers are the API's for the same range.
     let overview = &summary["overview"];
-    let from = overview["range"]["from"].as_str().expect("the overview page shows its range");
+    let from = overview["range"]["from"]
+        .as_str()
+        .expect("the overview page shows its range");
     let to = overview["range"]["to"].as_str().unwrap();
     let api = server.overview(&format!("?from={from}&to={to}")).await;
     let cells = overview["cells"].as_array().unwrap();
     assert!(!cells.is_empty());
     for cell in cells {
-        let (destination, step) = (cell["destination"].as_str().unwrap(), cell["step"].as_str().unwrap());
-        let shown: u64 = cell["value"].as_str().unwrap().replace(',', "").parse().expect("a number");
-        let expected = crate::console_browser::api_number(&api, destination, step);
-        assert_eq!(Some(shown), expected, "overview page {destination}/{step} shows {shown}, the API says {expected:?}: {api:#}");
+        let (destination, step) = (
+            cell["destination"].as_str().unwrap(),
+            cell["step"].as_str().unwrap(),
+        );
+        let shown: u64 = cell["value"]
+            .as_str()
+            .unwrap()
+            .replace(',', "")
+            .parse()
+            .expect("a number");
+        let expected = api_number(&api, destination, step, cell["reason"].as_str());
+        assert_eq!(
+            Some(shown),
+            expected,
+            "overview page {destination}/{step} shows {shown}, the API says {expected:?}: {api:#}"
+        );
     }
-    println!("console flows passed in {} ms; the debugger showed the event after {} ms", summary["ms"], summary["debuggerMs"]);
+    println!(
+        "console flows passed in {} ms; the debugger showed the event after {} ms",
+        summary["ms"], summary["debuggerMs"]
+    );
 }
 
-/// One number of the delivery overview API answer, by destination id and step name.
-pub fn api_number(api: &Value, destination: &str, step: &str) -> Option<u64> {
-    let row = api["destinations"].as_array()?.iter().find(|d| d["id"] == destination || d["destinationId"] == destination)?;
-    let mut value = &row[step];
-    if value.is_null() {
-        value = &row["steps"][step];
+/// One number of the delivery overview API answer, by destination id and step name; the
+/// `filtered` step is the sum over reasons, or one reason's count.
+fn api_number(api: &Value, destination: &str, step: &str, reason: Option<&str>) -> Option<u64> {
+    let row = api["destinations"]
+        .as_array()?
+        .iter()
+        .find(|d| d["destinationId"] == destination)?;
+    match (step, reason) {
+        ("filtered", Some(reason)) => row["filtered"][reason].as_u64(),
+        ("filtered", None) => row["filtered"]
+            .as_object()
+            .map(|m| m.values().filter_map(Value::as_u64).sum()),
+        _ => row[step].as_u64(),
     }
-    if value.is_null() {
-        value = &row["filtered"][step];
-    }
-    value.as_u64()
 }

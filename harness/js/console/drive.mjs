@@ -177,9 +177,12 @@ try {
   await step('the delivery overview page matches the API', async () => {
     await owner.goto(`${config.url}/overview?range=24h`)
     const cells = await owner.locator('[data-destination][data-step]').evaluateAll((nodes) =>
-      nodes.map((n) => ({ destination: n.getAttribute('data-destination'), step: n.getAttribute('data-step'), value: n.getAttribute('data-value') ?? n.textContent.trim() })))
+      nodes.map((n) => ({ destination: n.getAttribute('data-destination'), step: n.getAttribute('data-step'), reason: n.getAttribute('data-reason'), value: n.getAttribute('data-value') ?? n.textContent.trim() })))
     check(cells.length > 0, 'the overview page shows no numbers')
-    const range = await owner.locator('[data-range-from]').first().evaluate((n) => ({ from: n.getAttribute('data-range-from'), to: n.getAttribute('data-range-to') }))
+    const range = await owner.locator('#overview-range').evaluate((n) => {
+      const [from, to] = [...n.querySelectorAll('time')].map((t) => t.getAttribute('datetime'))
+      return { from, to }
+    })
     summary.overview = { cells, range }
   })
 

@@ -172,6 +172,7 @@ try {
     const text = await item.textContent()
     check(text.includes(config.destinationName), 'the event does not show the decision for the destination')
     check(text.includes('FILTERED_BY_END_USER_CONSENT'), 'the refused consent does not show as a decision')
+    await shot(owner, 'debugger-live')
   })
 
   await step('the delivery overview page matches the API', async () => {

@@ -16,12 +16,12 @@ use crate::store::{NewUser, Role, Token, User, UserPatch};
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserView {
-    id: String,
-    email: String,
-    name: String,
-    role: Role,
-    has_password: bool,
-    created_at: String,
+    pub(crate) id: String,
+    pub(crate) email: String,
+    pub(crate) name: String,
+    pub(crate) role: Role,
+    pub(crate) has_password: bool,
+    pub(crate) created_at: String,
 }
 
 impl From<User> for UserView {
@@ -40,15 +40,15 @@ impl From<User> for UserView {
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenView {
-    id: String,
-    name: String,
-    prefix: String,
-    created_at: String,
-    last_used_at: Option<String>,
-    revoked_at: Option<String>,
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) prefix: String,
+    pub(crate) created_at: String,
+    pub(crate) last_used_at: Option<String>,
+    pub(crate) revoked_at: Option<String>,
     /// Only in the answer to creation; never again.
     #[serde(skip_serializing_if = "Option::is_none")]
-    token: Option<String>,
+    pub(crate) token: Option<String>,
 }
 
 impl TokenView {

@@ -1,4 +1,5 @@
-//! Console pages over HTTP: Sources, Destinations (with filters) and Users and tokens.
+//! Console pages over HTTP: Sources here; Destinations (with filters) in
+//! `console_destinations`, Users and tokens in `console_users`, which share the helpers below.
 //! Each test signs in as real users through `/login` and checks what the pages show, what the
 //! forms change (through the admin API and the audit trail), and what they refuse.
 
@@ -6,26 +7,26 @@ use serde_json::{Value, json};
 
 use crate::common::TestServer;
 
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
 /// A signed-in console user: the session cookie and the page's CSRF token.
-struct Console {
+pub(crate) struct Console {
     http: reqwest::Client,
     url: String,
     cookie: String,
-    csrf: String,
-    email: String,
+    pub(crate) csrf: String,
+    pub(crate) email: String,
 }
 
-struct Answer {
-    status: u16,
-    location: String,
-    html: String,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) location: String,
+    pub(crate) html: String,
 }
 
 impl Console {
     /// Create a user with this role and sign in as them.
-    async fn sign_in(server: &TestServer, role: &str) -> Console {
+    pub(crate) async fn sign_in(server: &TestServer, role: &str) -> Console {
         let email = format!("{role}@example.com");
         let (status, user) = server
             .admin(
@@ -35,13 +36,25 @@ impl Console {
             )
             .await;
         assert_eq!(status, 201, "{user}");
+        Console::log_in(server, &email, PASSWORD)
+            .await
+            .unwrap_or_else(|status| panic!("sign-in as {email}: {status}"))
+    }
+
+    /// Sign in through the login form as an existing user; `Err` holds the status otherwise.
+    pub(crate) async fn log_in(
+        server: &TestServer,
+        email: &str,
+        password: &str,
+    ) -> Result<Console, u16> {
+        let email = email.to_owned();
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
         let form = encode(&[
             ("email", &email),
-            ("password", PASSWORD),
+            ("password", password),
             ("next", "/sources"),
         ]);
         let response = http
@@ -51,7 +64,9 @@ impl Console {
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), 303, "sign-in as {email}");
+        if response.status() != 303 {
+            return Err(response.status().as_u16());
+        }
         let cookie = response
             .headers()
             .get_all("set-cookie")
@@ -70,10 +85,10 @@ impl Console {
         };
         let page = console.get("/sources").await;
         console.csrf = csrf_of(&page.html);
-        console
+        Ok(console)
     }
 
-    async fn get(&self, path: &str) -> Answer {
+    pub(crate) async fn get(&self, path: &str) -> Answer {
         let response = self
             .http
             .get(format!("{}{path}", self.url))
@@ -85,13 +100,13 @@ impl Console {
     }
 
     /// POST a form with this session's CSRF token.
-    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Answer {
+    pub(crate) async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Answer {
         let mut all = vec![("_csrf", self.csrf.as_str())];
         all.extend_from_slice(fields);
         self.post_raw(path, &encode(&all)).await
     }
 
-    async fn post_raw(&self, path: &str, body: &str) -> Answer {
+    pub(crate) async fn post_raw(&self, path: &str, body: &str) -> Answer {
         let response = self
             .http
             .post(format!("{}{path}", self.url))
@@ -105,7 +120,7 @@ impl Console {
     }
 
     /// POST a form with a forged CSRF token.
-    async fn forge(&self, path: &str, fields: &[(&str, &str)]) -> Answer {
+    pub(crate) async fn forge(&self, path: &str, fields: &[(&str, &str)]) -> Answer {
         let mut all = vec![("_csrf", "forged-token")];
         all.extend_from_slice(fields);
         self.post_raw(path, &encode(&all)).await
@@ -128,13 +143,13 @@ async fn answer(response: reqwest::Response) -> Answer {
     }
 }
 
-fn encode(fields: &[(&str, &str)]) -> String {
+pub(crate) fn encode(fields: &[(&str, &str)]) -> String {
     form_urlencoded::Serializer::new(String::new())
         .extend_pairs(fields)
         .finish()
 }
 
-fn csrf_of(html: &str) -> String {
+pub(crate) fn csrf_of(html: &str) -> String {
     let start = html
         .find("name=\"_csrf\" value=\"")
         .expect("a form with a CSRF token")
@@ -143,7 +158,7 @@ fn csrf_of(html: &str) -> String {
 }
 
 /// The text of the element with this id (up to its first closing tag), unescaped.
-fn element(html: &str, id: &str) -> String {
+pub(crate) fn element(html: &str, id: &str) -> String {
     let at = html
         .find(&format!("id=\"{id}\""))
         .unwrap_or_else(|| panic!("no element #{id} in:\n{html}"));
@@ -152,7 +167,7 @@ fn element(html: &str, id: &str) -> String {
     unescape(&html[open_end..close])
 }
 
-fn unescape(text: &str) -> String {
+pub(crate) fn unescape(text: &str) -> String {
     [
         ("&#60;", "<"),
         ("&#62;", ">"),
@@ -169,7 +184,7 @@ fn unescape(text: &str) -> String {
 }
 
 /// The opening tag of the element with this id.
-fn tag<'a>(html: &'a str, id: &str) -> &'a str {
+pub(crate) fn tag<'a>(html: &'a str, id: &str) -> &'a str {
     let at = html
         .find(&format!("id=\"{id}\""))
         .unwrap_or_else(|| panic!("no element #{id} in:\n{html}"));
@@ -177,7 +192,10 @@ fn tag<'a>(html: &'a str, id: &str) -> &'a str {
     &html[start..at + html[at..].find('>').unwrap() + 1]
 }
 
-async fn audit_actions(server: &TestServer, resource_type: &str) -> Vec<(String, String)> {
+pub(crate) async fn audit_actions(
+    server: &TestServer,
+    resource_type: &str,
+) -> Vec<(String, String)> {
     let (status, page) = server
         .admin(
             "GET",

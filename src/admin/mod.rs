@@ -22,7 +22,7 @@ pub(crate) mod filters;
 pub(crate) mod overview;
 pub(crate) mod profiles;
 pub(crate) mod regulations;
-mod retl;
+pub(crate) mod retl;
 pub(crate) mod sources;
 pub(crate) mod users;
 pub(crate) mod workspace;

@@ -194,14 +194,14 @@ fn check_name(name: &str, what: &str) -> Result<(), ApiError> {
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionView {
-    id: String,
-    name: String,
-    kind: Kind,
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) kind: Kind,
     /// The connection URL with its password as `********`.
-    url: String,
-    statement_timeout_seconds: u32,
-    created_at: String,
-    updated_at: String,
+    pub(crate) url: String,
+    pub(crate) statement_timeout_seconds: u32,
+    pub(crate) created_at: String,
+    pub(crate) updated_at: String,
 }
 
 impl From<&WarehouseConnection> for ConnectionView {
@@ -247,14 +247,14 @@ pub struct PatchConnection {
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TestView {
-    ok: bool,
+    pub(crate) ok: bool,
     /// When not ok: `unreachable`, `authentication_failed`, `database_not_found`, …
     #[serde(skip_serializing_if = "Option::is_none")]
-    code: Option<String>,
-    message: String,
+    pub(crate) code: Option<String>,
+    pub(crate) message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    server_version: Option<String>,
-    latency_ms: u64,
+    pub(crate) server_version: Option<String>,
+    pub(crate) latency_ms: u64,
 }
 
 const DEFAULT_TIMEOUT_SECS: u32 = 300;
@@ -435,39 +435,39 @@ fn first_line(s: &str) -> &str {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Schedule {
     /// Start a sync this many seconds after the previous one started.
-    every_seconds: u32,
+    pub(crate) every_seconds: u32,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ModelView {
-    id: String,
-    name: String,
-    connection_id: String,
-    query: String,
-    unique_id_column: String,
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) connection_id: String,
+    pub(crate) query: String,
+    pub(crate) unique_id_column: String,
     /// The column events take their `userId` from (the unique id column when null).
-    user_id_column: Option<String>,
+    pub(crate) user_id_column: Option<String>,
     /// The query's columns, as the warehouse described them.
-    columns: Vec<Column>,
+    pub(crate) columns: Vec<Column>,
     /// `null`: manual syncs only.
-    schedule: Option<Schedule>,
+    pub(crate) schedule: Option<Schedule>,
     /// At most this many records queued per sync; consent-filtered records do not count.
-    row_limit: Option<u64>,
-    consent_mapping: ConsentMapping,
-    mappings: Vec<MappingView>,
+    pub(crate) row_limit: Option<u64>,
+    pub(crate) consent_mapping: ConsentMapping,
+    pub(crate) mappings: Vec<MappingView>,
     /// The run in progress, if any.
-    running_run_id: Option<String>,
-    last_run: Option<RunView>,
-    created_at: String,
-    updated_at: String,
+    pub(crate) running_run_id: Option<String>,
+    pub(crate) last_run: Option<RunView>,
+    pub(crate) created_at: String,
+    pub(crate) updated_at: String,
 }
 
 #[derive(Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ConsentMapping {
     /// Column → consent category id. Empty: consent is not enforced for this model.
-    columns: BTreeMap<String, String>,
+    pub(crate) columns: BTreeMap<String, String>,
 }
 
 fn model_audit(m: &Model) -> Value {
@@ -761,10 +761,10 @@ pub async fn delete_model(
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PreviewView {
-    columns: Vec<Column>,
+    pub(crate) columns: Vec<Column>,
     /// Up to 10 rows, each an array of values in column order.
     #[schema(value_type = Vec<Vec<Object>>)]
-    rows: Vec<Vec<Value>>,
+    pub(crate) rows: Vec<Vec<Value>>,
 }
 
 /// Run the model's query (read-only) and return its columns and first 10 rows.
@@ -840,19 +840,19 @@ pub async fn put_consent_mapping(
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MappingView {
-    id: String,
-    model_id: String,
+    pub(crate) id: String,
+    pub(crate) model_id: String,
     /// The destination records go to directly (consent decided by reverse ETL).
     #[serde(skip_serializing_if = "Option::is_none")]
-    destination_id: Option<String>,
+    pub(crate) destination_id: Option<String>,
     /// Records go into the event pipeline as events of `sourceId`.
-    connections: bool,
+    pub(crate) connections: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    source_id: Option<String>,
-    operation: Operation,
-    event: Option<String>,
-    on: Vec<Change>,
-    created_at: String,
+    pub(crate) source_id: Option<String>,
+    pub(crate) operation: Operation,
+    pub(crate) event: Option<String>,
+    pub(crate) on: Vec<Change>,
+    pub(crate) created_at: String,
 }
 
 impl From<Mapping> for MappingView {
@@ -1043,33 +1043,33 @@ pub async fn delete_mapping(
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncStarted {
-    run_id: String,
-    status: String,
+    pub(crate) run_id: String,
+    pub(crate) status: String,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunView {
-    id: String,
-    model_id: String,
+    pub(crate) id: String,
+    pub(crate) model_id: String,
     /// `manual`, `schedule` or `resume`.
-    trigger: String,
-    started_by: Option<String>,
+    pub(crate) trigger: String,
+    pub(crate) started_by: Option<String>,
     /// `running`, `succeeded`, `partial` (some rows failed), `failed` or `interrupted`.
-    status: String,
+    pub(crate) status: String,
     /// `extracting`, `deleting` or `done`.
-    phase: String,
-    started_at: String,
-    finished_at: Option<String>,
+    pub(crate) phase: String,
+    pub(crate) started_at: String,
+    pub(crate) finished_at: Option<String>,
     #[serde(flatten)]
-    counters: Counters,
+    pub(crate) counters: Counters,
     /// A sample of the rows that failed (the `failed` counter counts them all).
-    errors: Vec<RecordError>,
-    warnings: Vec<String>,
+    pub(crate) errors: Vec<RecordError>,
+    pub(crate) warnings: Vec<String>,
     /// Why the run failed or stopped.
-    error: Option<String>,
+    pub(crate) error: Option<String>,
     /// The interrupted or failed run this one picked up after.
-    resumed_from: Option<String>,
+    pub(crate) resumed_from: Option<String>,
 }
 
 impl From<Run> for RunView {

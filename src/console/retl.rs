@@ -185,7 +185,7 @@ impl ConnectionErrors {
         let mut errors = ConnectionErrors::default();
         if m.contains("statementTimeoutSeconds") {
             errors.timeout = Some(field_message(m, "statementTimeoutSeconds"));
-        } else if m.contains("url") || m.contains("URL") {
+        } else if m.contains("url") || m.contains("URL") || e.code == "path_not_allowed" {
             errors.url = Some(field_message(m, "url"));
         } else if m.contains("kind") {
             errors.kind = Some("Choose one of the listed kinds.".into());
@@ -214,11 +214,10 @@ impl Tested {
     fn text(&self) -> String {
         let r = &self.result;
         if r.ok {
-            format!(
-                "Connection works: {} ({} ms).",
-                sentence(&r.message),
-                r.latency_ms
-            )
+            // "connected to PostgreSQL 16.2 (Debian …) on x86_64…": the product and version.
+            let message = r.message.split(" (").next().unwrap_or(&r.message);
+            let message = message.split(" on ").next().unwrap_or(message);
+            format!("Connection works: {message} ({} ms).", r.latency_ms)
         } else {
             let mut text = format!("Connection failed: {}", r.message);
             if !text.ends_with('.') {
@@ -340,7 +339,13 @@ async fn list_page(app: &Arc<App>, user: &ConsoleUser, draft: ListDraft, flash: 
             ConnectionErrors::default(),
         )
     });
-    let (model_form, model_errors) = draft.model.unwrap_or_default();
+    let (model_form, model_errors) = draft.model.unwrap_or_else(|| {
+        let form = ModelForm {
+            schedule_unit: "hours".into(),
+            ..ModelForm::default()
+        };
+        (form, ModelErrors::default())
+    });
     let status = if connection_errors.any() || model_errors.any() {
         StatusCode::BAD_REQUEST
     } else {
@@ -731,9 +736,8 @@ impl ModelForm {
         }
     }
 
-    /// The schedule and row limit as API values, or the errors of fields that are not numbers.
-    fn numbers(&self) -> Result<(Value, Value), ModelErrors> {
-        let mut errors = ModelErrors::default();
+    /// The schedule and row limit as API values; fields that are not numbers get an error.
+    fn numbers(&self, errors: &mut ModelErrors) -> (Value, Value) {
         let schedule = match self.schedule_every.trim() {
             "" => Value::Null,
             text => {
@@ -764,11 +768,7 @@ impl ModelForm {
                 }
             },
         };
-        if errors.any() {
-            Err(errors)
-        } else {
-            Ok((schedule, limit))
-        }
+        (schedule, limit)
     }
 
     fn user_id(&self) -> Value {
@@ -846,10 +846,11 @@ async fn create_model(
         };
         list_page(&app, &user, draft, no_flash()).await
     };
-    let (schedule, limit) = match form.numbers() {
-        Ok(n) => n,
-        Err(errors) => return invalid(app, form, errors).await,
-    };
+    let mut errors = ModelErrors::default();
+    let (schedule, limit) = form.numbers(&mut errors);
+    if errors.any() {
+        return invalid(app, form, errors).await;
+    }
     let request = match body(json!({
         "name": form.name, "connectionId": form.connection_id, "query": form.query,
         "uniqueIdColumn": form.unique_id_column.trim(), "userIdColumn": form.user_id(),
@@ -1232,16 +1233,15 @@ async fn save_model(
     };
     form.csrf.clear();
     form.connection_id = model.connection_id.clone();
-    let (schedule, limit) = match form.numbers() {
-        Ok(n) => n,
-        Err(errors) => {
-            let draft = ModelDraft {
-                settings: Some((form, errors)),
-                ..ModelDraft::default()
-            };
-            return model_page(&app, &user, model, draft, no_flash()).await;
-        }
-    };
+    let mut errors = ModelErrors::default();
+    let (schedule, limit) = form.numbers(&mut errors);
+    if errors.any() {
+        let draft = ModelDraft {
+            settings: Some((form, errors)),
+            ..ModelDraft::default()
+        };
+        return model_page(&app, &user, model, draft, no_flash()).await;
+    }
     // Only what changed: a new query or id column is checked against the warehouse again.
     let mut patch = serde_json::Map::new();
     if form.name != model.name {
@@ -1571,34 +1571,27 @@ mod tests {
 
     #[test]
     fn model_numbers_become_api_values() {
-        let form = |every: &str, unit: &str, limit: &str| ModelForm {
-            schedule_every: every.into(),
-            schedule_unit: unit.into(),
-            row_limit: limit.into(),
-            ..ModelForm::default()
+        let numbers = |every: &str, unit: &str, limit: &str| {
+            let form = ModelForm {
+                schedule_every: every.into(),
+                schedule_unit: unit.into(),
+                row_limit: limit.into(),
+                ..ModelForm::default()
+            };
+            let mut errors = ModelErrors::default();
+            let values = form.numbers(&mut errors);
+            (values, errors)
         };
-        assert_eq!(
-            form("", "hours", "").numbers().ok(),
-            Some((Value::Null, Value::Null))
-        );
-        assert_eq!(
-            form("2", "hours", " 500 ").numbers().ok(),
-            Some((json!({"everySeconds": 7200}), json!(500)))
-        );
-        assert!(
-            form("soon", "hours", "")
-                .numbers()
-                .err()
-                .is_some_and(|e| e.schedule.is_some())
-        );
-        assert!(
-            form("", "hours", "many")
-                .numbers()
-                .err()
-                .is_some_and(|e| e.row_limit.is_some())
-        );
+        let (values, errors) = numbers("", "hours", "");
+        assert_eq!(values, (Value::Null, Value::Null));
+        assert!(!errors.any());
+        let (values, errors) = numbers("2", "hours", " 500 ");
+        assert_eq!(values, (json!({"everySeconds": 7200}), json!(500)));
+        assert!(!errors.any());
+        assert!(numbers("soon", "hours", "").1.schedule.is_some());
+        assert!(numbers("", "hours", "many").1.row_limit.is_some());
         // Overflow is an error, not a wrap-around.
-        assert!(form("4294967295", "days", "").numbers().is_err());
+        assert!(numbers("4294967295", "days", "").1.schedule.is_some());
     }
 
     #[test]
@@ -1616,6 +1609,32 @@ mod tests {
         assert!(ModelErrors::from_api(&e).query.is_some());
         let e = ApiError::bad_request("invalid", "a connection needs a URL like postgres://…");
         assert!(ConnectionErrors::from_api(&e).url.is_some());
+    }
+
+    #[test]
+    fn test_results_are_short_sentences() {
+        let tested = |ok: bool, message: &str| Tested {
+            connection_id: "conn_1".into(),
+            result: TestView {
+                ok,
+                code: (!ok).then(|| "unreachable".to_owned()),
+                message: message.into(),
+                server_version: None,
+                latency_ms: 12,
+            },
+        };
+        assert_eq!(
+            tested(
+                true,
+                "connected to PostgreSQL 16.2 (Debian 16.2-1) on x86_64-pc-linux-gnu, compiled by gcc"
+            )
+            .text(),
+            "Connection works: connected to PostgreSQL 16.2 (12 ms)."
+        );
+        assert_eq!(
+            tested(false, "nothing answers at 127.0.0.1:1").text(),
+            "Connection failed: nothing answers at 127.0.0.1:1."
+        );
     }
 
     #[test]

@@ -729,15 +729,17 @@ async fn connection_and_model_errors_are_inline() {
     assert!(element(&detail.html, "connection-url-shown").contains("reader:********@127.0.0.1:1"));
     assert!(!detail.html.contains("secret-nowhere"));
 
-    // A SQLite file that does not exist fails its test too.
-    let missing = create_connection(
-        &owner,
-        &server,
-        "Missing file",
-        "sqlite",
-        "sqlite:///nonexistent-dir-for-sluice/warehouse.db",
-    )
-    .await;
+    // A SQLite file that does not exist (in a directory the tests may read) fails its test too.
+    let empty_dir = tempfile::tempdir().unwrap();
+    let missing_url = format!(
+        "sqlite://{}",
+        empty_dir
+            .path()
+            .join("missing")
+            .join("warehouse.db")
+            .display()
+    );
+    let missing = create_connection(&owner, &server, "Missing file", "sqlite", &missing_url).await;
     let tested = owner
         .post(
             &format!("/retl/connections/{missing}/test"),

@@ -59,6 +59,14 @@ pub struct ConfigChange<'a> {
 }
 
 impl App {
+    /// Where reverse ETL may read SQLite warehouse files.
+    pub fn sqlite_roots(&self) -> crate::retl::warehouse::SqliteRoots {
+        crate::retl::warehouse::SqliteRoots::new(
+            &self.config.storage.data_dir,
+            &self.config.retl.sqlite_allowed_dirs,
+        )
+    }
+
     /// Open the store in `config.storage.data_dir`, bootstrap on first start, start delivery.
     pub async fn open(
         config: Config,
@@ -81,11 +89,18 @@ impl App {
         // Only hash a first password when there is nobody yet (argon2 is deliberately slow).
         let owner_password = crate::store::new_secret(20);
         let password_hash = if store.user_count().await? == 0 {
-            Some(crate::admin::hash_password(owner_password.clone()).await.map_err(|e| anyhow::anyhow!(e.message))?)
+            Some(
+                crate::admin::hash_password(owner_password.clone())
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e.message))?,
+            )
         } else {
             None
         };
-        let first_start = match store.bootstrap_owner(bootstrap_token, password_hash).await? {
+        let first_start = match store
+            .bootstrap_owner(bootstrap_token, password_hash)
+            .await?
+        {
             Some(owner_token) => {
                 let source = store
                     .create_source(

@@ -18,6 +18,15 @@ pub struct Config {
     pub storage: StorageConfig,
     pub delivery: DeliveryConfig,
     pub audit: AuditConfig,
+    pub retl: RetlConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetlConfig {
+    /// Absolute directories SQLite warehouse files may be read from, besides
+    /// `<data-dir>/warehouses`. Sluice's own data directory is never readable.
+    pub sqlite_allowed_dirs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -269,12 +269,24 @@ fn check_timeout(secs: u32) -> Result<u32, ApiError> {
     }
 }
 
-fn target(c: &WarehouseConnection) -> Target {
-    Target {
-        kind: c.kind,
-        url: c.url.clone(),
-        statement_timeout: std::time::Duration::from_secs(u64::from(c.statement_timeout_secs)),
+fn target(app: &App, c: &WarehouseConnection) -> Result<Target, WarehouseError> {
+    Target::of(
+        c.kind,
+        &c.url,
+        std::time::Duration::from_secs(u64::from(c.statement_timeout_secs)),
+        &app.sqlite_roots(),
+    )
+}
+
+/// A URL the connection may use: right for its kind, and for SQLite a file Sluice may read.
+fn check_url(app: &App, kind: Kind, url: &str) -> Result<(), ApiError> {
+    warehouse::validate_url(kind, url).map_err(invalid)?;
+    if kind == Kind::Sqlite {
+        app.sqlite_roots()
+            .check(url)
+            .map_err(|e| ApiError::bad_request(e.code, e.message))?;
     }
+    Ok(())
 }
 
 /// All warehouse connections (passwords redacted).
@@ -312,7 +324,7 @@ pub async fn create_connection(
     ApiJson(body): ApiJson<CreateConnection>,
 ) -> Result<(StatusCode, Json<ConnectionView>), ApiError> {
     check_name(&body.name, "connection")?;
-    warehouse::validate_url(body.kind, &body.url).map_err(invalid)?;
+    check_url(&app, body.kind, &body.url)?;
     let timeout = check_timeout(
         body.statement_timeout_seconds
             .unwrap_or(DEFAULT_TIMEOUT_SECS),
@@ -350,7 +362,7 @@ pub async fn patch_connection(
     let url = match body.url {
         Some(url) => {
             let url = warehouse::unredact_url(&url, &current.url);
-            warehouse::validate_url(current.kind, &url).map_err(invalid)?;
+            check_url(&app, current.kind, &url)?;
             Some(url)
         }
         None => None,
@@ -406,7 +418,11 @@ pub async fn test_connection(
 ) -> Result<Json<TestView>, ApiError> {
     let connection = app.retl.store.connection(&id).await?;
     let start = std::time::Instant::now();
-    Ok(Json(match warehouse::test(&target(&connection)).await {
+    let tested = match target(&app, &connection) {
+        Ok(target) => warehouse::test(&target).await,
+        Err(e) => Err(e),
+    };
+    Ok(Json(match tested {
         Ok(tested) => TestView {
             ok: true,
             code: None,
@@ -581,6 +597,7 @@ fn check_column(columns: &[Column], name: &str, field: &str) -> Result<(), ApiEr
 
 /// Ask the warehouse for the query's columns and check the id columns against them.
 async fn describe(
+    app: &App,
     connection: &WarehouseConnection,
     query: &str,
     unique_id_column: &str,
@@ -591,7 +608,7 @@ async fn describe(
     }
     warehouse::guard::check(query, connection.kind)
         .map_err(|m| ApiError::bad_request("invalid_query", m))?;
-    let columns = warehouse::describe(&target(connection), query)
+    let columns = warehouse::describe(&target(app, connection).map_err(warehouse_error)?, query)
         .await
         .map_err(warehouse_error)?;
     check_column(&columns, unique_id_column, "uniqueIdColumn")?;
@@ -643,6 +660,7 @@ pub async fn create_model(
             other => other.into(),
         })?;
     let columns = describe(
+        &app,
         &connection,
         &body.query,
         &body.unique_id_column,
@@ -710,6 +728,7 @@ pub async fn patch_model(
     if reshape {
         let connection = app.retl.store.connection(&model.connection_id).await?;
         model.columns = describe(
+            &app,
             &connection,
             &model.query,
             &model.unique_id_column,
@@ -776,7 +795,8 @@ pub async fn preview(
 ) -> Result<Json<PreviewView>, ApiError> {
     let model = app.retl.store.model(&id).await?;
     let connection = app.retl.store.connection(&model.connection_id).await?;
-    let (columns, rows) = warehouse::preview(&target(&connection), &model.query, 10)
+    let target = target(&app, &connection).map_err(warehouse_error)?;
+    let (columns, rows) = warehouse::preview(&target, &model.query, 10)
         .await
         .map_err(warehouse_error)?;
     Ok(Json(PreviewView { columns, rows }))

@@ -230,13 +230,13 @@ fn resolve(snapshot: &Snapshot, mappings: &[Mapping]) -> Result<Vec<Resolved>, S
 }
 
 async fn run(ctx: &RunContext, state: &mut RunState) -> Result<Outcome, String> {
-    let target = Target {
-        kind: ctx.connection.kind,
-        url: ctx.connection.url.clone(),
-        statement_timeout: std::time::Duration::from_secs(u64::from(
-            ctx.connection.statement_timeout_secs,
-        )),
-    };
+    let target = Target::of(
+        ctx.connection.kind,
+        &ctx.connection.url,
+        std::time::Duration::from_secs(u64::from(ctx.connection.statement_timeout_secs)),
+        &ctx.app.sqlite_roots(),
+    )
+    .map_err(|e| e.message)?;
     let mut extraction = tokio::select! {
         e = warehouse::extract(&target, &ctx.model.query, CHUNK_ROWS) => e.map_err(|e| e.message)?,
         () = ctx.cancel.cancelled() => return Ok(Outcome::Interrupted),

@@ -37,6 +37,8 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     config.delivery.backoff_base_ms = 20;
     config.delivery.backoff_max_ms = 100;
     config.delivery.max_attempts = 4;
+    // The test warehouses are SQLite files in temporary directories.
+    config.retl.sqlite_allowed_dirs = vec![std::env::temp_dir()];
     config
 }
 

@@ -1017,7 +1017,10 @@ async fn connection_tests_say_what_is_wrong() {
         ),
         (
             "sqlite",
-            "sqlite:///nonexistent/dir/w.db".to_owned(),
+            format!(
+                "sqlite://{}/nonexistent/dir/w.db",
+                std::env::temp_dir().display()
+            ),
             false,
             "database_not_found",
         ),
@@ -2114,4 +2117,34 @@ async fn cli_connections_models_and_sync_follow() {
     let (success, _, err) = cli(s, &["retl", "sync", "nope"]).await;
     assert!(!success);
     assert!(err.contains("no model with id or name \"nope\""), "{err}");
+}
+
+#[tokio::test]
+async fn sqlite_connections_cannot_read_sluices_own_store() {
+    let ws = workspace().await;
+    let s = &ws.server;
+    let control = s.dir.path().join("control.db");
+    let (status, answer) = s
+        .admin(
+            "POST",
+            "/api/v1/retl/connections",
+            Some(json!({"name": "sneaky", "kind": "sqlite", "url": format!("sqlite://{}", control.display())})),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["code"], "path_not_allowed", "{answer}");
+
+    // A symlink in an allowed directory, pointing at the control store: refused on use too.
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("innocent.db");
+    std::os::unix::fs::symlink(&control, &link).unwrap();
+    let (status, answer) = s
+        .admin(
+            "POST",
+            "/api/v1/retl/connections",
+            Some(json!({"name": "link", "kind": "sqlite", "url": format!("sqlite://{}", link.display())})),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["code"], "path_not_allowed", "{answer}");
 }

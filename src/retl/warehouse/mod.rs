@@ -19,6 +19,7 @@ pub mod guard;
 mod mysql;
 mod postgres;
 mod sqlite;
+pub use sqlite::SqliteRoots;
 
 use std::time::{Duration, Instant};
 
@@ -209,7 +210,7 @@ impl WarehouseError {
     pub fn is_query_error(&self) -> bool {
         matches!(
             self.code,
-            "invalid_query" | "read_only" | "permission_denied"
+            "invalid_query" | "read_only" | "permission_denied" | "path_not_allowed"
         )
     }
 }
@@ -220,6 +221,27 @@ pub struct Target {
     pub kind: Kind,
     pub url: String,
     pub statement_timeout: Duration,
+}
+
+impl Target {
+    /// Where a stored connection points; a SQLite file must be under `roots` (and is then
+    /// named by its resolved path, so a symlink swapped later cannot redirect the query).
+    pub fn of(
+        kind: Kind,
+        url: &str,
+        statement_timeout: Duration,
+        roots: &SqliteRoots,
+    ) -> Result<Target, WarehouseError> {
+        let url = match kind {
+            Kind::Sqlite => format!("sqlite://{}", roots.check(url)?.display()),
+            Kind::Postgres | Kind::Mysql => url.to_owned(),
+        };
+        Ok(Target {
+            kind,
+            url,
+            statement_timeout,
+        })
+    }
 }
 
 /// What `test` found.

@@ -2,8 +2,13 @@
 //! blocking thread, a timer that interrupts a query running past the timeout, rows streamed.
 //!
 //! URLs: `sqlite:///absolute/path.db`, `sqlite://relative/path.db` or `sqlite:path.db`;
-//! relative paths are relative to the server's working directory.
+//! relative paths are relative to `<data-dir>/warehouses`.
+//!
+//! Only files under the allowed directories are opened ([`SqliteRoots`]): without that, anyone
+//! who may create a connection could read any SQLite file the server can, Sluice's own
+//! `control.db` (with destination secrets and token digests) first of all.
 
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::types::ValueRef;
@@ -17,6 +22,84 @@ pub fn path_of(url: &str) -> &str {
     let rest = url.strip_prefix("sqlite:").unwrap_or(url);
     let rest = rest.strip_prefix("//").unwrap_or(rest);
     rest.split('?').next().unwrap_or("")
+}
+
+/// The directories SQLite warehouse files may be read from.
+#[derive(Debug, Clone)]
+pub struct SqliteRoots {
+    /// Sluice's data directory: never readable, except for `warehouses` inside it.
+    pub data_dir: PathBuf,
+    /// `<data-dir>/warehouses`, where relative paths resolve.
+    pub warehouses: PathBuf,
+    /// `retl.sqlite_allowed_dirs`.
+    pub allowed: Vec<PathBuf>,
+}
+
+/// A path with symlinks resolved as far as it exists (a file not created yet resolves through
+/// its directory).
+fn real(path: &Path) -> PathBuf {
+    if let Ok(p) = path.canonicalize() {
+        return p;
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => real(parent).join(name),
+        _ => path.to_owned(),
+    }
+}
+
+impl SqliteRoots {
+    pub fn new(data_dir: &Path, allowed: &[PathBuf]) -> SqliteRoots {
+        SqliteRoots {
+            data_dir: data_dir.to_owned(),
+            warehouses: data_dir.join("warehouses"),
+            allowed: allowed.to_vec(),
+        }
+    }
+
+    /// The file a `sqlite:` URL names, if it is under an allowed directory; else why not.
+    pub fn check(&self, url: &str) -> Result<PathBuf, WarehouseError> {
+        let given = Path::new(path_of(url));
+        if given.components().any(|c| c == Component::ParentDir) {
+            return Err(WarehouseError::new(
+                "path_not_allowed",
+                format!("the SQLite path {} must not contain '..'", given.display()),
+            ));
+        }
+        let path = real(&if given.is_relative() {
+            self.warehouses.join(given)
+        } else {
+            given.to_owned()
+        });
+        let warehouses = real(&self.warehouses);
+        if path.starts_with(&warehouses) {
+            return Ok(path);
+        }
+        if path.starts_with(real(&self.data_dir)) {
+            return Err(WarehouseError::new(
+                "path_not_allowed",
+                format!(
+                    "{} is inside Sluice's own data directory, which reverse ETL may not read; put warehouse files in {}",
+                    path.display(),
+                    warehouses.display()
+                ),
+            ));
+        }
+        if self.allowed.iter().any(|dir| path.starts_with(real(dir))) {
+            return Ok(path);
+        }
+        let dirs: Vec<String> = std::iter::once(&warehouses)
+            .chain(&self.allowed)
+            .map(|d| d.display().to_string())
+            .collect();
+        Err(WarehouseError::new(
+            "path_not_allowed",
+            format!(
+                "{} is outside the directories SQLite warehouses may be read from ({}); move the file there, or add its directory to retl.sqlite_allowed_dirs (SLUICE_RETL__SQLITE_ALLOWED_DIRS)",
+                path.display(),
+                dirs.join(", ")
+            ),
+        ))
+    }
 }
 
 fn open(target: &Target) -> Result<Connection, WarehouseError> {
@@ -176,6 +259,49 @@ mod tests {
         assert_eq!(path_of("sqlite://w.db"), "w.db");
         assert_eq!(path_of("sqlite:w.db?mode=ro"), "w.db");
         assert_eq!(path_of("sqlite://"), "");
+    }
+
+    #[test]
+    fn only_files_under_the_allowed_directories_are_read() {
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("data");
+        let shared = root.path().join("shared");
+        let elsewhere = root.path().join("elsewhere");
+        for dir in [&data.join("warehouses"), &shared, &elsewhere] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        std::fs::write(data.join("control.db"), b"").unwrap();
+        let roots = SqliteRoots::new(&data, std::slice::from_ref(&shared));
+        let url = |p: &Path| format!("sqlite://{}", p.display());
+        let allowed = |u: &str| roots.check(u).map_err(|e| (e.code, e.message));
+
+        // Relative paths resolve under <data>/warehouses; allowed dirs are readable.
+        let inside = allowed("sqlite://crm.db").unwrap();
+        assert!(inside.ends_with("data/warehouses/crm.db"), "{inside:?}");
+        assert!(allowed(&url(&shared.join("w.db"))).is_ok());
+        // Sluice's own files, '..' escapes and other directories are not.
+        for bad in [
+            url(&data.join("control.db")),
+            url(&shared.join("../data/control.db")),
+            "sqlite://../control.db".to_owned(),
+            url(&elsewhere.join("w.db")),
+        ] {
+            let (code, message) = allowed(&bad).unwrap_err();
+            assert_eq!(code, "path_not_allowed", "{bad}: {message}");
+        }
+        assert!(
+            allowed(&url(&data.join("control.db")))
+                .unwrap_err()
+                .1
+                .contains("own data directory")
+        );
+        // A symlink in an allowed directory pointing at the control store is resolved first.
+        #[cfg(unix)]
+        {
+            let link = shared.join("innocent.db");
+            std::os::unix::fs::symlink(data.join("control.db"), &link).unwrap();
+            assert_eq!(allowed(&url(&link)).unwrap_err().0, "path_not_allowed");
+        }
     }
 
     #[tokio::test]

@@ -19,31 +19,31 @@ use crate::store::{Destination, DestinationPatch, NewDestination};
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DestinationView {
-    id: String,
-    name: String,
-    integration: String,
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) integration: String,
     #[serde(rename = "type")]
-    kind: String,
+    pub(crate) kind: String,
     /// Secrets are replaced by `********`; send that back to keep a secret unchanged.
     #[schema(value_type = Object)]
-    settings: Value,
-    enabled: bool,
-    enforce_consent: bool,
-    created_at: String,
-    status: DeliveryState,
+    pub(crate) settings: Value,
+    pub(crate) enabled: bool,
+    pub(crate) enforce_consent: bool,
+    pub(crate) created_at: String,
+    pub(crate) status: DeliveryState,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct DeliveryState {
+pub(crate) struct DeliveryState {
     /// `delivering`, `retrying`, `paused` (disabled) or `error` (cannot start).
-    state: &'static str,
+    pub(crate) state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    last_error: Option<String>,
+    pub(crate) last_error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    attempts: Option<u32>,
+    pub(crate) attempts: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    next_attempt_at: Option<String>,
+    pub(crate) next_attempt_at: Option<String>,
 }
 
 pub fn view(app: &App, d: &Destination) -> DestinationView {

@@ -1106,3 +1106,134 @@ async fn running_sync_row_shows_progress() {
     assert!(!tag(&page.html, &format!("run-{run_id}")).contains("data-progress"));
     assert!(!tag(&page.html, "sync-now").contains("disabled"));
 }
+
+/// Renaming a connection leaves its URL alone; a mapping, a model and a connection are removed
+/// through their forms (deletions need the name typed), each in the audit trail.
+#[tokio::test]
+async fn owner_edits_and_deletes_through_the_forms() {
+    let (server, _hook, ads) = workspace().await;
+    let w = Warehouse::postgres("edit").await;
+    let owner = Console::sign_in(&server, "owner").await;
+    let connection = create_connection(&owner, &server, "Warehouse", "postgres", &w.url).await;
+
+    // The settings form shows the URL redacted; saving it unchanged with a new name leaves the
+    // stored URL (and its password) alone.
+    let page = owner.get(&format!("/retl/connections/{connection}")).await;
+    assert!(!page.html.contains(PG_SECRET));
+    let shown_url = tag(&page.html, "connection-url");
+    assert!(shown_url.contains("postgres:********@"), "{shown_url}");
+    let saved = owner
+        .post(
+            &format!("/retl/connections/{connection}"),
+            &[
+                ("name", "Analytics warehouse"),
+                ("url", "postgres://postgres:********@127.0.0.1:5432/test"),
+                ("timeout", "60"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.html);
+    let (_, after) = server
+        .admin(
+            "GET",
+            &format!("/api/v1/retl/connections/{connection}"),
+            None,
+        )
+        .await;
+    assert_eq!(after["name"], "Analytics warehouse");
+    assert_eq!(after["statementTimeoutSeconds"], 60);
+    assert_eq!(
+        after["url"],
+        "postgres://postgres:********@127.0.0.1:5432/test"
+    );
+    let (_, entries) = server
+        .admin("GET", "/api/v1/audit?resourceType=retl_connection", None)
+        .await;
+    let text = entries.to_string();
+    assert!(text.contains("retl.connection.updated"), "{text}");
+    assert!(!text.contains(PG_SECRET), "{text}");
+
+    // A model with a mapping; the connection cannot be deleted while the model uses it.
+    let model = create_model(&owner, &connection, "Customers", &w.query()).await;
+    let mapping = server
+        .create(
+            &format!("/api/v1/retl/models/{model}/mappings"),
+            json!({"destinationId": ads, "operation": "identify"}),
+        )
+        .await;
+    let page = owner.get(&format!("/retl/connections/{connection}")).await;
+    assert!(element(&page.html, "delete-reason").contains("Models use this connection"));
+    let refused = owner
+        .post(
+            &format!("/retl/connections/{connection}/delete"),
+            &[("confirm_name", "Analytics warehouse")],
+        )
+        .await;
+    assert_eq!(refused.status, 303);
+    assert!(refused.location.contains("error="), "{}", refused.location);
+
+    // Remove the mapping.
+    let removed = owner
+        .post(
+            &format!("/retl/models/{model}/mappings/{mapping}/delete"),
+            &[],
+        )
+        .await;
+    assert_eq!(removed.status, 303, "{}", removed.html);
+    let (_, mappings) = server
+        .admin(
+            "GET",
+            &format!("/api/v1/retl/models/{model}/mappings"),
+            None,
+        )
+        .await;
+    assert_eq!(mappings, json!([]));
+
+    // Delete the model: the wrong name is refused, the right one deletes it.
+    let wrong = owner
+        .post(
+            &format!("/retl/models/{model}/delete"),
+            &[("confirm_name", "customers")],
+        )
+        .await;
+    assert!(wrong.location.contains("error="), "{}", wrong.location);
+    let deleted = owner
+        .post(
+            &format!("/retl/models/{model}/delete"),
+            &[("confirm_name", "Customers")],
+        )
+        .await;
+    assert_eq!(deleted.status, 303);
+    assert!(
+        deleted.location.starts_with("/retl?ok="),
+        "{}",
+        deleted.location
+    );
+    let (status, _) = server
+        .admin("GET", &format!("/api/v1/retl/models/{model}"), None)
+        .await;
+    assert_eq!(status, 404);
+
+    // Now the connection can go.
+    let deleted = owner
+        .post(
+            &format!("/retl/connections/{connection}/delete"),
+            &[("confirm_name", "Analytics warehouse")],
+        )
+        .await;
+    assert!(
+        deleted.location.starts_with("/retl?ok="),
+        "{}",
+        deleted.location
+    );
+    let (_, all) = server.admin("GET", "/api/v1/retl/connections", None).await;
+    assert_eq!(all, json!([]));
+
+    let models = audit(&server, "retl_model").await;
+    assert!(models.contains(&("retl.model.deleted".into(), owner.email.clone())));
+    let mappings = audit(&server, "retl_mapping").await;
+    assert!(mappings.contains(&("retl.mapping.deleted".into(), owner.email.clone())));
+    let connections = audit(&server, "retl_connection").await;
+    assert!(connections.contains(&("retl.connection.deleted".into(), owner.email.clone())));
+    w.drop().await;
+}

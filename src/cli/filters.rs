@@ -215,7 +215,8 @@ pub async fn run(args: FiltersArgs) -> anyhow::Result<()> {
 /// Print what the rules do to the event; a rule error shows the condition with a caret.
 fn test(rules: &[Rule], event: Value, json: bool) -> anyhow::Result<()> {
     if let Err(error) = crate::filters::Program::compile(rules) {
-        let mut message = error.to_string();
+        // Numbered from 1, as the listing below numbers them.
+        let mut message = format!("rule {}: {}", error.index + 1, error.message);
         if let (Some(column), Some(rule)) = (error.column, rules.get(error.index)) {
             message.push_str(&format!(
                 "\n  {}\n  {}^",

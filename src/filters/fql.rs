@@ -242,7 +242,21 @@ impl Parser<'_> {
             Token::Name(n) => format!("`{n}`"),
             Token::Str(s) => format!("the string {s:?}"),
             Token::Num(n) => format!("the number {n}"),
-            other => format!("{other:?}").to_lowercase(),
+            Token::LParen => "`(`".to_owned(),
+            Token::RParen => "`)`".to_owned(),
+            Token::Comma => "`,`".to_owned(),
+            Token::Not => "`!`".to_owned(),
+            Token::Op(op) => format!(
+                "the operator `{}`",
+                match op {
+                    Op::Eq => "=",
+                    Op::Ne => "!=",
+                    Op::Lt => "<",
+                    Op::Gt => ">",
+                    Op::Le => "<=",
+                    Op::Ge => ">=",
+                }
+            ),
         };
         error(
             self.lexer.src,

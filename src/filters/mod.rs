@@ -184,12 +184,32 @@ impl Program {
 
     /// Apply the property actions of matching rules to an event (for delivery).
     pub fn apply(&self, event: &mut Value) {
-        for rule in &self.rules {
+        self.apply_traced(event, |_, _| {});
+    }
+
+    /// Whether each rule matches, as the router and delivery see it: `drop` and `keep` on the
+    /// event as received, property rules in order on the event as earlier ones left it.
+    pub fn trace(&self, event: &Value) -> Vec<bool> {
+        let mut matched: Vec<bool> = self.rules.iter().map(|r| r.condition.eval(event)).collect();
+        if self.verdict(event) != Verdict::Drop {
+            let mut rewritten = event.clone();
+            self.apply_traced(&mut rewritten, |index, m| matched[index] = m);
+        }
+        matched
+    }
+
+    /// [`Program::apply`], telling `seen` whether each property rule matched.
+    fn apply_traced(&self, event: &mut Value, mut seen: impl FnMut(usize, bool)) {
+        for (index, rule) in self.rules.iter().enumerate() {
             if !matches!(
                 rule.action,
                 ActionKind::DropProperties | ActionKind::KeepProperties
-            ) || !rule.condition.eval(event)
-            {
+            ) {
+                continue;
+            }
+            let matched = rule.condition.eval(event);
+            seen(index, matched);
+            if !matched {
                 continue;
             }
             match rule.action {
@@ -206,6 +226,10 @@ impl Program {
                             .filter(|p| p[0] == section && p.len() > 1)
                             .map(|p| p[1].as_str())
                             .collect();
+                        // A rule naming only `properties.*` leaves `traits` alone, and back.
+                        if keep.is_empty() {
+                            continue;
+                        }
                         if let Some(Value::Object(map)) = event.get_mut(section) {
                             map.retain(|k, _| keep.contains(&k.as_str()));
                         }

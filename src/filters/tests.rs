@@ -183,6 +183,42 @@ fn actions_in_order() {
     let mut event = sample();
     allow_list.apply(&mut event);
     assert_eq!(event["properties"], json!({"total": 120.5, "count": 3}));
+
+    // Naming only `properties.*` leaves `traits` alone.
+    let mut with_traits =
+        json!({"type": "track", "properties": {"total": 1, "x": 2}, "traits": {"plan": "pro"}});
+    allow_list.apply(&mut with_traits);
+    assert_eq!(with_traits["traits"], json!({"plan": "pro"}));
+    assert_eq!(with_traits["properties"], json!({"total": 1}));
+}
+
+#[test]
+fn the_trace_matches_what_delivery_does() {
+    // Rule 2 looks for the email that rule 1 has already removed: it does not match, and
+    // `total` stays, both in the trace and in the delivered event.
+    let program = Program::compile(&[
+        rule(
+            "exists(properties.email)",
+            ActionKind::DropProperties,
+            &["properties.email"],
+        ),
+        rule(
+            "exists(properties.email)",
+            ActionKind::DropProperties,
+            &["properties.total"],
+        ),
+        rule(
+            "!exists(properties.email)",
+            ActionKind::DropProperties,
+            &["properties.count"],
+        ),
+    ])
+    .unwrap();
+    let event = json!({"type": "track", "properties": {"email": "a@b.c", "total": 1, "count": 2}});
+    assert_eq!(program.trace(&event), vec![true, false, true]);
+    let mut delivered = event.clone();
+    program.apply(&mut delivered);
+    assert_eq!(delivered["properties"], json!({"total": 1}));
 }
 
 #[test]

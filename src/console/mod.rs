@@ -122,6 +122,7 @@ impl ConsoleUser {
     }
 
     /// Check a form before acting: its CSRF token, then the role the API route needs.
+    #[allow(clippy::result_large_err)] // the error is the response to send
     pub fn guard(&self, csrf: &str, method: Method, api_path: &str) -> Result<Caller, Response> {
         self.check_csrf(csrf)?;
         self.may(method, api_path)

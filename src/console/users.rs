@@ -42,15 +42,21 @@ const USER: &str = "/api/v1/users/{id}";
 const TOKENS: &str = "/api/v1/users/{id}/tokens";
 const TOKEN: &str = "/api/v1/users/{id}/tokens/{token_id}";
 
-/// The roles, with what each may do, for the role selects.
-const ROLES: &[(&str, &str)] = &[
-    ("viewer", "Viewer: sees everything, changes nothing"),
+/// The roles for the role selects: `(value, name, what it may do)`.
+const ROLES: &[(&str, &str, &str)] = &[
+    (
+        "viewer",
+        "Viewer",
+        "Viewer: sees everything, changes nothing",
+    ),
     (
         "member",
+        "Member",
         "Member: also changes sources, destinations and filters",
     ),
     (
         "owner",
+        "Owner",
         "Owner: everything, including consent, users and tokens",
     ),
 ];
@@ -238,7 +244,7 @@ impl FieldErrors {
 struct ListPage {
     shell: Shell,
     users: Vec<UserRow>,
-    roles: &'static [(&'static str, &'static str)],
+    roles: &'static [(&'static str, &'static str, &'static str)],
     form: UserForm,
     errors: FieldErrors,
     may_create: Result<(), &'static str>,
@@ -392,7 +398,7 @@ fn article(role: &str) -> String {
 struct DetailPage {
     shell: Shell,
     subject: UserRow,
-    roles: &'static [(&'static str, &'static str)],
+    roles: &'static [(&'static str, &'static str, &'static str)],
     may_change: Result<(), &'static str>,
     may_delete: Result<(), &'static str>,
     password_error: Option<String>,

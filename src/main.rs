@@ -93,7 +93,9 @@ fn print_banner(url: &str, first: Option<&FirstStart>) {
             println!("    {}", first.owner_token);
         }
         println!();
-        println!("Sign in to the console at {url}/login as owner@localhost with this password (shown once; change it under Users and tokens):");
+        println!(
+            "Sign in to the console at {url}/login as owner@localhost with this password (shown once; change it under Users and tokens):"
+        );
         println!();
         println!("    {}", first.owner_password);
         println!();
@@ -167,8 +169,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     sluice::server::serve(app, listener, shutdown_signal()).await
 }
 
+/// `sluice audit tail | head`: when the reader goes away, stop quietly like other command-line
+/// tools instead of printing a panic (Rust ignores SIGPIPE, so `println!` panics instead).
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    quiet_on_closed_stdout();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -168,6 +168,8 @@ impl From<RetlError> for ApiError {
 fn warehouse_error(e: WarehouseError) -> ApiError {
     let status = if e.is_query_error() {
         StatusCode::BAD_REQUEST
+    } else if e.code == "timeout" {
+        StatusCode::GATEWAY_TIMEOUT
     } else {
         StatusCode::BAD_GATEWAY
     };

@@ -58,10 +58,10 @@ fn hint_line(status: u16, code: &str) -> String {
             "your token's role does not allow this; use an owner's token (members may manage sources and destinations)"
         }
         404 => "check the id; the `list` commands show what exists",
-        409 => {
-            "something with that name or id already exists; pick another or change the existing one"
-        }
+        // 409s (a taken name, a connection still in use, the last owner) say what to do.
         429 => "the server is rate-limiting; wait a moment and try again",
+        // A warehouse or destination the server talks to failed, not the server.
+        502 | 504 => return String::new(),
         500..=599 => "the server failed; its log says why",
         _ if code == "invalid_body" => "see `sluice <command> --help` for the expected arguments",
         _ => return String::new(),

@@ -457,7 +457,7 @@ impl RetlStore {
                 .collect::<Result<_, _>>()?;
             if !models.is_empty() {
                 return Err(RetlError::Conflict(format!(
-                    "connection {id} is used by the models {}; delete them (or point them at another connection) first",
+                    "connection {id} is used by the models {}; delete those models first",
                     models.join(", ")
                 )));
             }

@@ -90,14 +90,7 @@ pub async fn test(ApiJson(body): ApiJson<TestRequest>) -> Result<Json<TestResult
 /// Shared with the CLI: what the rules do to one event.
 pub fn evaluate(rules: &[Rule], mut event: Value) -> Result<TestResult, ApiError> {
     let program = compile(rules)?;
-    let matched = rules
-        .iter()
-        .map(|r| {
-            crate::filters::fql::parse(&r.condition)
-                .map(|e| e.eval(&event))
-                .unwrap_or(false)
-        })
-        .collect();
+    let matched = program.trace(&event);
     let delivered = program.verdict(&event) != Verdict::Drop;
     if delivered {
         program.apply(&mut event);

@@ -178,7 +178,7 @@ try {
   await step('the delivery overview page matches the API', async () => {
     await owner.goto(`${config.url}/overview?range=24h`)
     const cells = await owner.locator('[data-destination][data-step]').evaluateAll((nodes) =>
-      nodes.map((n) => ({ destination: n.getAttribute('data-destination'), step: n.getAttribute('data-step'), reason: n.getAttribute('data-reason'), value: n.getAttribute('data-value') ?? n.textContent.trim() })))
+      nodes.map((n) => ({ destination: n.getAttribute('data-destination'), step: n.getAttribute('data-step'), reason: n.getAttribute('data-reason') ?? n.getAttribute('data-code'), value: n.getAttribute('data-value') ?? n.textContent.trim() })))
     check(cells.length > 0, 'the overview page shows no numbers')
     const range = await owner.locator('#overview-range').evaluate((n) => {
       const [from, to] = [...n.querySelectorAll('time')].map((t) => t.getAttribute('datetime'))
@@ -204,7 +204,10 @@ try {
     ['regulations', '/regulations'],
     ['audit', '/audit'],
     ['retl', '/retl'],
+    ['retl-connection', `/retl/connections/${config.retlConnectionId}`],
+    ['retl-model', `/retl/models/${config.retlModelId}`],
     ['users', '/users'],
+    ['user', `/users/${config.ownerId}`],
   ]
   await step('axe-core on every page, and screenshots', async () => {
     for (const [name, path] of pages) {

@@ -26,7 +26,7 @@ use crate::router::Snapshot;
 const CACHE_CONTROL: &str = "public, max-age=60";
 
 /// `(apiHost without scheme, protocol)`: from `--public-url`, else from the request's Host.
-fn api_host(app: &App, headers: &HeaderMap) -> (String, &'static str) {
+pub(crate) fn api_host(app: &App, headers: &HeaderMap) -> (String, &'static str) {
     if let Some(url) = &app.config.server.public_url
         && let Ok(parsed) = reqwest::Url::parse(url)
     {
@@ -139,7 +139,7 @@ pub fn settings_document(
     })
 }
 
-fn cacheable(headers: &HeaderMap, body: Value) -> Response {
+pub(crate) fn cacheable(headers: &HeaderMap, body: Value) -> Response {
     let text = body.to_string();
     let etag = format!("\"{:016x}\"", fnv1a(text.as_bytes()));
     let not_modified = headers
@@ -163,13 +163,13 @@ fn cacheable(headers: &HeaderMap, body: Value) -> Response {
 }
 
 /// A small stable hash for ETags (not for security).
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
 }
 
-fn unknown() -> ApiError {
+pub(crate) fn unknown() -> ApiError {
     ApiError::not_found("no source has this write key; copy it from GET /api/v1/sources")
 }
 

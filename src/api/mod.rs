@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod body;
 pub mod cdn;
+pub mod consent_script;
 pub mod normalize;
 pub mod tracking;
 pub mod wire;
@@ -60,7 +61,8 @@ pub fn routes() -> Router<Arc<App>> {
         .route(
             "/v1/projects/{write_key}/integrations",
             get(cdn::integrations),
-        );
+        )
+        .merge(consent_script::routes());
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::mirror_request())
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])

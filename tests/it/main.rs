@@ -7,6 +7,7 @@ mod browser;
 mod cdn;
 mod cli;
 mod common;
+mod consent_js;
 mod console_browser;
 mod console_pages_a;
 mod console_pages_b;

@@ -129,7 +129,13 @@ impl SqliteLog {
         create_schema(&mut conn)?;
         // `head` in meta is written by maintenance; chunks written since then are newer.
         let max_chunk: Option<Seq> =
-            conn.query_row("SELECT MAX(last_seq) FROM chunks", [], |r| r.get(0))?;
+            // Chunks are appended in order: the newest holds the highest sequence number.
+            conn.query_row(
+                "SELECT last_seq FROM chunks ORDER BY first_seq DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
         let head: Seq = meta_get(&conn, "head")?
             .unwrap_or(0)
             .max(max_chunk.unwrap_or(0));
@@ -880,7 +886,12 @@ fn read_page(
     limit: usize,
 ) -> Result<Page, LogError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT first_seq, data FROM chunks WHERE last_seq > ?1 ORDER BY first_seq LIMIT 64",
+        // Seek to the chunk holding `after` through the primary key: `last_seq > ?1` alone
+        // would walk every chunk from the oldest, a page read per chunk, on every read.
+        "SELECT first_seq, data FROM chunks
+         WHERE first_seq >= COALESCE((SELECT MAX(first_seq) FROM chunks WHERE first_seq <= ?1), 0)
+           AND last_seq > ?1
+         ORDER BY first_seq LIMIT 64",
     )?;
     // Examine a bounded number of events per page, so a destination that receives few events
     // still moves quickly through a log full of other destinations' events.

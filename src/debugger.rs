@@ -8,9 +8,9 @@
 //!   full, messages for that subscriber are dropped (and counted, and reported to it).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -78,7 +78,11 @@ pub struct Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let mut map = self.hub.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self
+            .hub
+            .subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(list) = map.get_mut(&self.source) {
             let before = list.len();
             list.retain(|s| s.id != self.id);
@@ -102,9 +106,19 @@ impl Hub {
             .unwrap_or_else(|p| p.into_inner())
             .entry(source)
             .or_default()
-            .push(Subscriber { id, tx, dropped: Arc::clone(&dropped) });
+            .push(Subscriber {
+                id,
+                tx,
+                dropped: Arc::clone(&dropped),
+            });
         self.active.fetch_add(1, Ordering::Relaxed);
-        Subscription { hub: Arc::clone(self), source, id, rx, dropped }
+        Subscription {
+            hub: Arc::clone(self),
+            source,
+            id,
+            rx,
+            dropped,
+        }
     }
 
     /// Whether anybody watches this source (cheap when nobody watches anything).

@@ -34,15 +34,22 @@ pub async fn stream(
         let dropped = sub.dropped.load(Ordering::Relaxed);
         let mut out = Vec::with_capacity(2);
         if dropped > reported {
-            out.push(Ok(Event::default().event("dropped").data(format!("{{\"missed\":{}}}", dropped - reported))));
+            out.push(Ok(Event::default()
+                .event("dropped")
+                .data(format!("{{\"missed\":{}}}", dropped - reported))));
         }
-        let event = Event::default().event("event").json_data(&*message).unwrap_or_else(|_| Event::default().comment("unserialisable"));
+        let event = Event::default()
+            .event("event")
+            .json_data(&*message)
+            .unwrap_or_else(|_| Event::default().comment("unserialisable"));
         out.push(Ok(event));
         Some((stream::iter(out), (sub, dropped)))
     })
     .flatten();
     // End the stream on shutdown, so graceful shutdown does not wait for viewers.
     let shutdown = app.background_token();
-    let body = ready.chain(events).take_until(async move { shutdown.cancelled().await });
+    let body = ready
+        .chain(events)
+        .take_until(async move { shutdown.cancelled().await });
     Ok(Sse::new(body).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

@@ -70,7 +70,12 @@ pub static ACCESS: &[(Method, &str, Role, &str)] = &[
         MEMBER_SOURCES,
     ),
     (Method::GET, "/api/v1/sources/{id}", Role::Viewer, ""),
-    (Method::GET, "/api/v1/sources/{id}/debugger", Role::Viewer, ""),
+    (
+        Method::GET,
+        "/api/v1/sources/{id}/debugger",
+        Role::Viewer,
+        "",
+    ),
     (
         Method::PATCH,
         "/api/v1/sources/{id}",

@@ -239,7 +239,10 @@ async fn ingest(
                     debug.push(DebugItem::Rejected {
                         code: rejection.code,
                         message: rejection.message.to_string(),
-                        raw: item.iter().map(|(k, v)| (k.to_owned(), v.get().to_owned())).collect(),
+                        raw: item
+                            .iter()
+                            .map(|(k, v)| (k.to_owned(), v.get().to_owned()))
+                            .collect(),
                     });
                 }
                 append.rejected.push(rejection.code);
@@ -268,7 +271,10 @@ async fn ingest(
         let first = rejected.swap_remove(0);
         app.log.count_only(append);
         if let Some(debug) = debug {
-            app.debugger.publish(source.source.key, debug_events(&snapshot, debug, &[], received_at));
+            app.debugger.publish(
+                source.source.key,
+                debug_events(&snapshot, debug, &[], received_at),
+            );
         }
         metrics::counter!("sluice_events_rejected_total", "code" => first.code).increment(1);
         return Err(ApiError::bad_request(first.code, first.message));
@@ -279,7 +285,10 @@ async fn ingest(
     let waiting = std::time::Instant::now();
     let appended = app.log.append(append).await?;
     if let Some(debug) = debug {
-        app.debugger.publish(source.source.key, debug_events(&snapshot, debug, &appended.duplicates, received_at));
+        app.debugger.publish(
+            source.source.key,
+            debug_events(&snapshot, debug, &appended.duplicates, received_at),
+        );
     }
     metrics::histogram!("sluice_ingest_durable_wait_seconds")
         .record(waiting.elapsed().as_secs_f64());
@@ -362,9 +371,18 @@ fn batch_items(batch: Option<Result<Vec<&RawValue>, ()>>) -> Result<BatchItems<'
 
 /// What the debugger needs about one item of a request, kept only while someone watches.
 enum DebugItem {
-    Accepted { index: usize, payload: Vec<u8>, route: crate::router::Route, held: bool },
+    Accepted {
+        index: usize,
+        payload: Vec<u8>,
+        route: crate::router::Route,
+        held: bool,
+    },
     Suppressed(Vec<u8>),
-    Rejected { code: &'static str, message: String, raw: Vec<(String, String)> },
+    Rejected {
+        code: &'static str,
+        message: String,
+        raw: Vec<(String, String)>,
+    },
 }
 
 fn debug_events(
@@ -380,12 +398,20 @@ fn debug_events(
             .destinations
             .iter()
             .find(|d| d.key == key)
-            .map_or_else(|| (String::new(), String::new()), |d| (d.id.clone(), d.name.clone()))
+            .map_or_else(
+                || (String::new(), String::new()),
+                |d| (d.id.clone(), d.name.clone()),
+            )
     };
     items
         .into_iter()
         .map(|item| match item {
-            DebugItem::Accepted { index, payload, route, held } => {
+            DebugItem::Accepted {
+                index,
+                payload,
+                route,
+                held,
+            } => {
                 let event: serde_json::Value = serde_json::from_slice(&payload).unwrap_or_default();
                 let duplicate = duplicates.contains(&index);
                 let mut decisions: Vec<Decision> = route
@@ -393,19 +419,35 @@ fn debug_events(
                     .iter()
                     .map(|key| {
                         let (destination_id, name) = name(*key);
-                        Decision { destination_id, name, decision: if held { "held" } else { "delivered" }, reason: None }
+                        Decision {
+                            destination_id,
+                            name,
+                            decision: if held { "held" } else { "delivered" },
+                            reason: None,
+                        }
                     })
                     .collect();
                 decisions.extend(route.filtered.iter().map(|(key, reason)| {
                     let (destination_id, name) = name(*key);
-                    Decision { destination_id, name, decision: "filtered", reason: Some(reason.as_str()) }
+                    Decision {
+                        destination_id,
+                        name,
+                        decision: "filtered",
+                        reason: Some(reason.as_str()),
+                    }
                 }));
                 DebugEvent {
                     received_at: received.clone(),
-                    message_id: event.get("messageId").and_then(|v| v.as_str()).map(str::to_owned),
+                    message_id: event
+                        .get("messageId")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_owned),
                     status: if duplicate { "duplicate" } else { "accepted" },
                     rejection: None,
-                    consent: event.pointer("/context/consent").cloned().unwrap_or_default(),
+                    consent: event
+                        .pointer("/context/consent")
+                        .cloned()
+                        .unwrap_or_default(),
                     decisions: if duplicate { Vec::new() } else { decisions },
                     event,
                 }
@@ -414,10 +456,16 @@ fn debug_events(
                 let event: serde_json::Value = serde_json::from_slice(&payload).unwrap_or_default();
                 DebugEvent {
                     received_at: received.clone(),
-                    message_id: event.get("messageId").and_then(|v| v.as_str()).map(str::to_owned),
+                    message_id: event
+                        .get("messageId")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_owned),
                     status: "suppressed",
                     rejection: None,
-                    consent: event.pointer("/context/consent").cloned().unwrap_or_default(),
+                    consent: event
+                        .pointer("/context/consent")
+                        .cloned()
+                        .unwrap_or_default(),
                     decisions: Vec::new(),
                     event,
                 }
@@ -430,10 +478,16 @@ fn debug_events(
                 let event = serde_json::Value::Object(event);
                 DebugEvent {
                     received_at: received.clone(),
-                    message_id: event.get("messageId").and_then(|v| v.as_str()).map(str::to_owned),
+                    message_id: event
+                        .get("messageId")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_owned),
                     status: "rejected",
                     rejection: Some(serde_json::json!({"code": code, "message": message})),
-                    consent: event.pointer("/context/consent").cloned().unwrap_or_default(),
+                    consent: event
+                        .pointer("/context/consent")
+                        .cloned()
+                        .unwrap_or_default(),
                     decisions: Vec::new(),
                     event,
                 }

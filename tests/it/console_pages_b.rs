@@ -962,7 +962,9 @@ async fn audit_trail_filters_and_exports() {
     );
     let older = page.html.split("rel=\"next\"").next().unwrap();
     let href = &older[older.rfind("href=\"").unwrap() + 6..];
-    let href = href[..href.find('"').unwrap()].replace("&#38;", "&").replace("&amp;", "&");
+    let href = href[..href.find('"').unwrap()]
+        .replace("&#38;", "&")
+        .replace("&amp;", "&");
     assert!(
         href.starts_with("/audit?resource_type=source&cursor="),
         "{href}"

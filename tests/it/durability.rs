@@ -287,7 +287,10 @@ async fn generated_consent_updates_are_exactly_once_across_a_crash() {
         .json()
         .await
         .unwrap();
-    assert_eq!(overview["generated"], DEVICES as u64, "no change generated twice across the crash: {overview}");
+    assert_eq!(
+        overview["generated"], DEVICES as u64,
+        "no change generated twice across the crash: {overview}"
+    );
     let ids: HashSet<String> = hook
         .requests()
         .iter()

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::ConsoleUser;
-use super::page::{Shell, back, render, sentence};
+use super::page::{ConfirmByName, CsrfOnly, Shell, back, confirmed, render, sentence};
 use super::{body, failed};
 use crate::admin::ApiJson;
 use crate::admin::categories as api;
@@ -439,19 +439,11 @@ async fn edit(
     }
 }
 
-#[derive(Deserialize)]
-struct DisableForm {
-    #[serde(rename = "_csrf", default)]
-    csrf: String,
-    #[serde(default)]
-    confirm_name: String,
-}
-
 async fn disable(
     State(app): State<Arc<App>>,
     user: ConsoleUser,
     Path(id): Path<String>,
-    axum::Form(form): axum::Form<DisableForm>,
+    axum::Form(form): axum::Form<ConfirmByName>,
 ) -> Response {
     let caller = match user.guard(
         &form.csrf,
@@ -476,12 +468,6 @@ async fn disable(
         ),
         Err(e) => failed("/consent", &e),
     }
-}
-
-#[derive(Deserialize)]
-struct CsrfOnly {
-    #[serde(rename = "_csrf", default)]
-    csrf: String,
 }
 
 async fn enable(
@@ -512,20 +498,17 @@ async fn delete(
     State(app): State<Arc<App>>,
     user: ConsoleUser,
     Path(id): Path<String>,
-    axum::Form(form): axum::Form<DisableForm>,
+    axum::Form(form): axum::Form<ConfirmByName>,
 ) -> Response {
     let caller = match user.guard(&form.csrf, Method::DELETE, CATEGORY) {
         Ok(c) => c,
         Err(refused) => return refused,
     };
     match app.store.category(&id).await {
-        Ok(c) if c.name == form.confirm_name => {}
-        Ok(_) => {
-            return back(
-                "/consent",
-                "error",
-                "To delete a category, type its name exactly as shown.",
-            );
+        Ok(c) => {
+            if let Err(refused) = confirmed(&form.confirm_name, &c.name, "/consent", "category") {
+                return refused;
+            }
         }
         Err(e) => return back("/consent", "error", &e.to_string()),
     }

@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::auth::ConsoleUser;
-use super::page::{Shell, back, render};
+use super::page::{ConfirmByName, CsrfOnly, Shell, back, confirmed, render};
 use super::{body, failed};
 use crate::admin::ApiJson;
 use crate::admin::destinations::{self as api, DestinationView};
@@ -1473,12 +1473,6 @@ async fn save(
     }
 }
 
-#[derive(Deserialize)]
-struct CsrfOnly {
-    #[serde(rename = "_csrf", default)]
-    csrf: String,
-}
-
 async fn set_enabled(
     app: Arc<App>,
     user: ConsoleUser,
@@ -1534,19 +1528,11 @@ async fn disable(
     set_enabled(app, user, id, &form.csrf, false).await
 }
 
-#[derive(Deserialize)]
-struct DeleteForm {
-    #[serde(rename = "_csrf", default)]
-    csrf: String,
-    #[serde(default)]
-    confirm_name: String,
-}
-
 async fn delete(
     State(app): State<Arc<App>>,
     user: ConsoleUser,
     Path(id): Path<String>,
-    Form(form): Form<DeleteForm>,
+    Form(form): Form<ConfirmByName>,
 ) -> Response {
     let caller = match user.guard(&form.csrf, Method::DELETE, DESTINATION) {
         Ok(c) => c,
@@ -1554,13 +1540,10 @@ async fn delete(
     };
     let here = format!("/destinations/{id}");
     match app.store.destination(&id).await {
-        Ok(d) if d.name == form.confirm_name => {}
-        Ok(_) => {
-            return back(
-                &here,
-                "error",
-                "To delete a destination, type its name exactly as shown.",
-            );
+        Ok(d) => {
+            if let Err(refused) = confirmed(&form.confirm_name, &d.name, &here, "destination") {
+                return refused;
+            }
         }
         Err(e) => return failed("/destinations", &ApiError::from(e)),
     }

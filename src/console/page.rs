@@ -90,3 +90,33 @@ pub fn sentence(message: impl Into<String>) -> String {
         None => message,
     }
 }
+
+/// A form with nothing but the CSRF token (enable, disable, test, sync, …).
+#[derive(serde::Deserialize)]
+pub struct CsrfOnly {
+    #[serde(rename = "_csrf", default)]
+    pub csrf: String,
+}
+
+/// A delete (or disable) form: the CSRF token and the name typed to confirm.
+#[derive(serde::Deserialize)]
+pub struct ConfirmByName {
+    #[serde(rename = "_csrf", default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub confirm_name: String,
+}
+
+/// Let a deletion through only when the typed name is exactly the thing's name; otherwise
+/// back to `here` with "To delete a {what}, type its name exactly as shown."
+pub fn confirmed(typed: &str, name: &str, here: &str, what: &str) -> Result<(), Response> {
+    if typed == name {
+        Ok(())
+    } else {
+        Err(back(
+            here,
+            "error",
+            &format!("To delete a {what}, type its name exactly as shown."),
+        ))
+    }
+}

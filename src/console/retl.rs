@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::ConsoleUser;
-use super::page::{Shell, back, render, sentence};
+use super::page::{ConfirmByName, CsrfOnly, Shell, back, confirmed, render, sentence};
 use super::{body, failed};
 use crate::admin::ApiJson;
 use crate::admin::retl::{self as api, ConnectionView, ModelView, PreviewView, RunView, TestView};
@@ -83,12 +83,6 @@ fn no_flash() -> Flash {
         ok: None,
         error: None,
     }
-}
-
-#[derive(Deserialize)]
-struct CsrfOnly {
-    #[serde(rename = "_csrf", default)]
-    csrf: String,
 }
 
 /// An API message next to a form field: without the API's `fieldName: ` prefix, as a sentence.
@@ -614,19 +608,11 @@ async fn test_connection(
     }
 }
 
-#[derive(Deserialize)]
-struct DeleteForm {
-    #[serde(rename = "_csrf", default)]
-    csrf: String,
-    #[serde(default)]
-    confirm_name: String,
-}
-
 async fn delete_connection(
     State(app): State<Arc<App>>,
     user: ConsoleUser,
     Path(id): Path<String>,
-    Form(form): Form<DeleteForm>,
+    Form(form): Form<ConfirmByName>,
 ) -> Response {
     let caller = match user.guard(&form.csrf, Method::DELETE, CONNECTION) {
         Ok(c) => c,
@@ -634,13 +620,10 @@ async fn delete_connection(
     };
     let here = format!("/retl/connections/{id}");
     match api::get_connection(State(Arc::clone(&app)), Path(id.clone())).await {
-        Ok(Json(c)) if c.name == form.confirm_name => {}
-        Ok(_) => {
-            return back(
-                &here,
-                "error",
-                "To delete a connection, type its name exactly as shown.",
-            );
+        Ok(Json(c)) => {
+            if let Err(refused) = confirmed(&form.confirm_name, &c.name, &here, "connection") {
+                return refused;
+            }
         }
         Err(e) => return failed("/retl", &e),
     }
@@ -1510,7 +1493,7 @@ async fn delete_model(
     State(app): State<Arc<App>>,
     user: ConsoleUser,
     Path(id): Path<String>,
-    Form(form): Form<DeleteForm>,
+    Form(form): Form<ConfirmByName>,
 ) -> Response {
     let caller = match user.guard(&form.csrf, Method::DELETE, MODEL) {
         Ok(c) => c,
@@ -1518,13 +1501,10 @@ async fn delete_model(
     };
     let here = format!("/retl/models/{id}");
     match load_model(&app, &id).await {
-        Ok(m) if m.name == form.confirm_name => {}
-        Ok(_) => {
-            return back(
-                &here,
-                "error",
-                "To delete a model, type its name exactly as shown.",
-            );
+        Ok(m) => {
+            if let Err(refused) = confirmed(&form.confirm_name, &m.name, &here, "model") {
+                return refused;
+            }
         }
         Err(response) => return response,
     }

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::ConsoleUser;
-use super::page::{Shell, back, render};
+use super::page::{ConfirmByName, CsrfOnly, Shell, back, confirmed, render};
 use super::{body, failed};
 use crate::admin::ApiJson;
 use crate::admin::sources::{self as api, SourceView};
@@ -482,12 +482,6 @@ async fn save(
     }
 }
 
-#[derive(Deserialize)]
-struct CsrfOnly {
-    #[serde(rename = "_csrf", default)]
-    csrf: String,
-}
-
 async fn set_enabled(
     app: Arc<App>,
     user: ConsoleUser,
@@ -543,19 +537,11 @@ async fn disable(
     set_enabled(app, user, id, &form.csrf, false).await
 }
 
-#[derive(Deserialize)]
-struct DeleteForm {
-    #[serde(rename = "_csrf", default)]
-    csrf: String,
-    #[serde(default)]
-    confirm_name: String,
-}
-
 async fn delete(
     State(app): State<Arc<App>>,
     user: ConsoleUser,
     Path(id): Path<String>,
-    Form(form): Form<DeleteForm>,
+    Form(form): Form<ConfirmByName>,
 ) -> Response {
     let caller = match user.guard(&form.csrf, Method::DELETE, SOURCE) {
         Ok(c) => c,
@@ -563,13 +549,10 @@ async fn delete(
     };
     let here = format!("/sources/{id}");
     match app.store.source(&id).await {
-        Ok(s) if s.name == form.confirm_name => {}
-        Ok(_) => {
-            return back(
-                &here,
-                "error",
-                "To delete a source, type its name exactly as shown.",
-            );
+        Ok(s) => {
+            if let Err(refused) = confirmed(&form.confirm_name, &s.name, &here, "source") {
+                return refused;
+            }
         }
         Err(e) => return failed("/sources", &ApiError::from(e)),
     }

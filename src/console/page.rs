@@ -109,6 +109,7 @@ pub struct ConfirmByName {
 
 /// Let a deletion through only when the typed name is exactly the thing's name; otherwise
 /// back to `here` with "To delete a {what}, type its name exactly as shown."
+#[allow(clippy::result_large_err)] // the error is the response to send
 pub fn confirmed(typed: &str, name: &str, here: &str, what: &str) -> Result<(), Response> {
     if typed == name {
         Ok(())

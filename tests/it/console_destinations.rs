@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::common::{Receiver, TestServer, eventually};
-use crate::console_pages_a::{Console, audit_actions, element, tag};
+use crate::console_client::{Console, audit_actions, element, tag};
 
 const SIGNING_SECRET: &str = "sig-secret-value-1";
 const HEADER_SECRET: &str = "Bearer header-secret-2";

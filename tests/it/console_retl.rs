@@ -13,156 +13,12 @@ use serde_json::{Value, json};
 use sqlx::Connection as _;
 
 use crate::common::{Receiver, TestServer, eventually};
+use crate::console_client::{Console, audit_actions, element, tag};
 
-const PASSWORD: &str = "correct horse battery staple";
 const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 /// Trust authentication ignores the password: it is there to be redacted.
 const PG_URL_WITH_PASSWORD: &str = "postgres://postgres:pg-secret-4711@127.0.0.1:5432/test";
 const PG_SECRET: &str = "pg-secret-4711";
-
-/// A signed-in console user: the session cookie and the page's CSRF token.
-struct Console {
-    http: reqwest::Client,
-    url: String,
-    cookie: String,
-    csrf: String,
-    email: String,
-}
-
-struct Answer {
-    status: u16,
-    location: String,
-    html: String,
-}
-
-impl Console {
-    /// Create a user with this role and sign in as them.
-    async fn sign_in(server: &TestServer, role: &str) -> Console {
-        let email = format!("retl-{role}@example.com");
-        let (status, user) = server
-            .admin(
-                "POST",
-                "/api/v1/users",
-                Some(json!({"email": email, "name": format!("The {role}"), "role": role, "password": PASSWORD})),
-            )
-            .await;
-        assert_eq!(status, 201, "{user}");
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let response = http
-            .post(format!("{}/login", server.url))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(encode(&[
-                ("email", &email),
-                ("password", PASSWORD),
-                ("next", "/retl"),
-            ]))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 303, "sign-in as {email}");
-        let cookie = response
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find(|v| v.starts_with("sluice_session="))
-            .and_then(|v| v.split(';').next())
-            .expect("session cookie")
-            .to_owned();
-        let mut console = Console {
-            http,
-            url: server.url.clone(),
-            cookie,
-            csrf: String::new(),
-            email,
-        };
-        let page = console.get("/retl").await;
-        assert_eq!(page.status, 200, "{}", page.html);
-        console.csrf = csrf_of(&page.html);
-        console
-    }
-
-    async fn get(&self, path: &str) -> Answer {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.url))
-            .header("cookie", &self.cookie)
-            .send()
-            .await
-            .unwrap();
-        answer(response).await
-    }
-
-    /// POST a form with this session's CSRF token.
-    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Answer {
-        let mut all = vec![("_csrf", self.csrf.as_str())];
-        all.extend_from_slice(fields);
-        self.post_raw(path, &encode(&all)).await
-    }
-
-    async fn post_raw(&self, path: &str, body: &str) -> Answer {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .header("cookie", &self.cookie)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body.to_owned())
-            .send()
-            .await
-            .unwrap();
-        answer(response).await
-    }
-
-    /// POST a form with a forged CSRF token.
-    async fn forge(&self, path: &str, fields: &[(&str, &str)]) -> Answer {
-        let mut all = vec![("_csrf", "forged-token")];
-        all.extend_from_slice(fields);
-        self.post_raw(path, &encode(&all)).await
-    }
-}
-
-async fn answer(response: reqwest::Response) -> Answer {
-    let status = response.status().as_u16();
-    let location = response
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    let html = response.text().await.unwrap();
-    Answer {
-        status,
-        location,
-        html,
-    }
-}
-
-fn encode(fields: &[(&str, &str)]) -> String {
-    form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(fields)
-        .finish()
-}
-
-fn csrf_of(html: &str) -> String {
-    let start = html
-        .find("name=\"_csrf\" value=\"")
-        .expect("a form with a CSRF token")
-        + 20;
-    html[start..start + html[start..].find('"').unwrap()].to_owned()
-}
-
-/// The text of the element with this id (up to its first closing tag), unescaped.
-fn element(html: &str, id: &str) -> String {
-    let at = html
-        .find(&format!("id=\"{id}\""))
-        .unwrap_or_else(|| panic!("no element #{id} in:\n{html}"));
-    let open_end = at + html[at..].find('>').unwrap() + 1;
-    let close = open_end + html[open_end..].find("</").unwrap();
-    unescape(&html[open_end..close])
-}
 
 /// The HTML of the element with this id up to the next `</tag>`.
 fn block<'a>(html: &'a str, id: &str, tag: &str) -> &'a str {
@@ -171,15 +27,6 @@ fn block<'a>(html: &'a str, id: &str, tag: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no element #{id} in:\n{html}"));
     let end = at + html[at..].find(&format!("</{tag}>")).unwrap();
     &html[at..end]
-}
-
-/// The opening tag of the element with this id.
-fn tag<'a>(html: &'a str, id: &str) -> &'a str {
-    let at = html
-        .find(&format!("id=\"{id}\""))
-        .unwrap_or_else(|| panic!("no element #{id} in:\n{html}"));
-    let start = html[..at].rfind('<').unwrap();
-    &html[start..at + html[at..].find('>').unwrap() + 1]
 }
 
 /// The number in a run row's `data-field` cell.
@@ -196,50 +43,12 @@ fn run_cell(html: &str, run_id: &str, field: &str) -> u64 {
         .unwrap_or_else(|_| panic!("{field} is not a number in:\n{row}"))
 }
 
-fn unescape(text: &str) -> String {
-    [
-        ("&#60;", "<"),
-        ("&#62;", ">"),
-        ("&#34;", "\""),
-        ("&#39;", "'"),
-        ("&lt;", "<"),
-        ("&gt;", ">"),
-        ("&quot;", "\""),
-        ("&#38;", "&"),
-        ("&amp;", "&"),
-    ]
-    .iter()
-    .fold(text.to_owned(), |t, (from, to)| t.replace(from, to))
-}
-
 /// The id at the end of a redirect to `/prefix/{id}?ok=...`.
 fn id_in(location: &str, prefix: &str) -> String {
     let rest = location
         .strip_prefix(prefix)
         .unwrap_or_else(|| panic!("{location} is not under {prefix}"));
     rest.split(['?', '#']).next().unwrap().to_owned()
-}
-
-async fn audit(server: &TestServer, resource_type: &str) -> Vec<(String, String)> {
-    let (status, page) = server
-        .admin(
-            "GET",
-            &format!("/api/v1/audit?resourceType={resource_type}"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{page}");
-    page["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["action"].as_str().unwrap().to_owned(),
-                e["actor"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
 }
 
 fn unique(case: &str) -> String {
@@ -418,7 +227,7 @@ async fn create_model(console: &Console, connection: &str, name: &str, query: &s
 /// mapping, destination mapping, "Sync now", the run in the history, the audit trail.
 async fn owner_flow(w: Warehouse) {
     let (server, hook, ads) = workspace().await;
-    let owner = Console::sign_in(&server, "owner").await;
+    let owner = Console::sign_in_at(&server, "owner", "/retl").await;
 
     let empty = owner.get("/retl").await;
     assert_eq!(empty.status, 200);
@@ -616,9 +425,9 @@ async fn owner_flow(w: Warehouse) {
     assert_eq!(progress, run);
 
     // Every step is in the audit trail, by the owner.
-    let connections = audit(&server, "retl_connection").await;
+    let connections = audit_actions(&server, "retl_connection").await;
     assert!(connections.contains(&("retl.connection.created".into(), owner.email.clone())));
-    let models = audit(&server, "retl_model").await;
+    let models = audit_actions(&server, "retl_model").await;
     for action in [
         "retl.model.created",
         "retl.consent_mapping.changed",
@@ -629,7 +438,7 @@ async fn owner_flow(w: Warehouse) {
             "{action} missing: {models:?}"
         );
     }
-    let mappings = audit(&server, "retl_mapping").await;
+    let mappings = audit_actions(&server, "retl_mapping").await;
     assert!(mappings.contains(&("retl.mapping.created".into(), owner.email.clone())));
     let (_, entries) = server
         .admin("GET", "/api/v1/audit?resourceType=retl_connection", None)
@@ -653,7 +462,7 @@ async fn owner_connects_previews_maps_consent_and_syncs_postgres() {
 #[tokio::test]
 async fn connection_and_model_errors_are_inline() {
     let (server, _hook, _ads) = workspace().await;
-    let owner = Console::sign_in(&server, "owner").await;
+    let owner = Console::sign_in_at(&server, "owner", "/retl").await;
 
     // A URL of the wrong kind: the form comes back with the error next to the URL, redacted.
     let wrong = owner
@@ -835,7 +644,7 @@ async fn connection_and_model_errors_are_inline() {
 async fn members_cannot_change_consent_mappings() {
     let (server, _hook, ads) = workspace().await;
     let w = Warehouse::sqlite().await;
-    let member = Console::sign_in(&server, "member").await;
+    let member = Console::sign_in_at(&server, "member", "/retl").await;
     let connection = create_connection(&member, &server, "Warehouse", "sqlite", &w.url).await;
     let model = create_model(&member, &connection, "Customers", &w.query()).await;
 
@@ -897,7 +706,7 @@ async fn members_cannot_change_consent_mappings() {
     assert_eq!(run["filteredByConsent"], 0, "{run}");
     assert_eq!(run["startedBy"], member.email.as_str(), "{run}");
 
-    let changed = audit(&server, "retl_model").await;
+    let changed = audit_actions(&server, "retl_model").await;
     assert!(
         !changed
             .iter()
@@ -911,10 +720,10 @@ async fn members_cannot_change_consent_mappings() {
 async fn viewers_are_read_only() {
     let (server, _hook, ads) = workspace().await;
     let w = Warehouse::sqlite().await;
-    let owner = Console::sign_in(&server, "owner").await;
+    let owner = Console::sign_in_at(&server, "owner", "/retl").await;
     let connection = create_connection(&owner, &server, "Warehouse", "sqlite", &w.url).await;
     let model = create_model(&owner, &connection, "Customers", &w.query()).await;
-    let viewer = Console::sign_in(&server, "viewer").await;
+    let viewer = Console::sign_in_at(&server, "viewer", "/retl").await;
 
     let list = viewer.get("/retl").await;
     assert_eq!(list.status, 200);
@@ -1045,7 +854,7 @@ async fn running_sync_row_shows_progress() {
     )
     .unwrap();
     drop(c);
-    let owner = Console::sign_in(&server, "owner").await;
+    let owner = Console::sign_in_at(&server, "owner", "/retl").await;
     let url = format!("sqlite://{}", path.display());
     let connection = create_connection(&owner, &server, "Big", "sqlite", &url).await;
     let model = create_model(
@@ -1113,7 +922,7 @@ async fn running_sync_row_shows_progress() {
 async fn owner_edits_and_deletes_through_the_forms() {
     let (server, _hook, ads) = workspace().await;
     let w = Warehouse::postgres("edit").await;
-    let owner = Console::sign_in(&server, "owner").await;
+    let owner = Console::sign_in_at(&server, "owner", "/retl").await;
     let connection = create_connection(&owner, &server, "Warehouse", "postgres", &w.url).await;
 
     // The settings form shows the URL redacted; saving it unchanged with a new name leaves the
@@ -1229,11 +1038,11 @@ async fn owner_edits_and_deletes_through_the_forms() {
     let (_, all) = server.admin("GET", "/api/v1/retl/connections", None).await;
     assert_eq!(all, json!([]));
 
-    let models = audit(&server, "retl_model").await;
+    let models = audit_actions(&server, "retl_model").await;
     assert!(models.contains(&("retl.model.deleted".into(), owner.email.clone())));
-    let mappings = audit(&server, "retl_mapping").await;
+    let mappings = audit_actions(&server, "retl_mapping").await;
     assert!(mappings.contains(&("retl.mapping.deleted".into(), owner.email.clone())));
-    let connections = audit(&server, "retl_connection").await;
+    let connections = audit_actions(&server, "retl_connection").await;
     assert!(connections.contains(&("retl.connection.deleted".into(), owner.email.clone())));
     w.drop().await;
 }

@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use crate::common::TestServer;
-use crate::console_pages_a::{Console, audit_actions, element, tag};
+use crate::console_client::{Console, audit_actions, element, tag};
 
 async fn user_by_email(server: &TestServer, email: &str) -> Option<Value> {
     let (status, users) = server.admin("GET", "/api/v1/users", None).await;

@@ -9,6 +9,7 @@ mod cli;
 mod common;
 mod consent_js;
 mod console_browser;
+mod console_client;
 mod console_destinations;
 mod console_pages_a;
 mod console_pages_b;

@@ -879,20 +879,21 @@ impl ReaderPool {
     }
 }
 
+/// The chunks from the one holding `after + 1` on. It seeks there through the primary key:
+/// `last_seq > ?1` alone would walk every chunk from the oldest, a page read per chunk, on
+/// every read, so reading would slow down as the backlog grows.
+const READ_PAGE: &str = "SELECT first_seq, data FROM chunks
+     WHERE first_seq >= COALESCE((SELECT MAX(first_seq) FROM chunks WHERE first_seq <= ?1), 0)
+       AND last_seq > ?1
+     ORDER BY first_seq LIMIT 64";
+
 fn read_page(
     conn: &Connection,
     consumer: &Consumer,
     after: Seq,
     limit: usize,
 ) -> Result<Page, LogError> {
-    let mut stmt = conn.prepare_cached(
-        // Seek to the chunk holding `after` through the primary key: `last_seq > ?1` alone
-        // would walk every chunk from the oldest, a page read per chunk, on every read.
-        "SELECT first_seq, data FROM chunks
-         WHERE first_seq >= COALESCE((SELECT MAX(first_seq) FROM chunks WHERE first_seq <= ?1), 0)
-           AND last_seq > ?1
-         ORDER BY first_seq LIMIT 64",
-    )?;
+    let mut stmt = conn.prepare_cached(READ_PAGE)?;
     // Examine a bounded number of events per page, so a destination that receives few events
     // still moves quickly through a log full of other destinations' events.
     let scan_budget = (limit * 8).max(2_048);
@@ -1087,5 +1088,32 @@ impl Drop for SqliteLog {
         // the ticker stops when the writer is gone).
         let (done, _) = oneshot::channel();
         let _ = self.tx.send(Msg::Close(done));
+    }
+}
+
+#[cfg(test)]
+mod query_plans {
+    use super::*;
+
+    /// Reads must not get slower as the log grows: every step of the plan is a search.
+    #[test]
+    fn reading_a_page_seeks_instead_of_scanning() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        create_schema(&mut conn).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {READ_PAGE}"))
+            .unwrap()
+            .query_map([5], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(
+            plan.iter().any(|step| step.starts_with("SEARCH chunks")),
+            "{plan:?}"
+        );
+        assert!(
+            !plan.iter().any(|step| step.starts_with("SCAN chunks")),
+            "{plan:?}"
+        );
     }
 }

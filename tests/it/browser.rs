@@ -9,7 +9,7 @@
 //!
 //! `scripts/test` installs Chromium and the npm packages; without them this test fails, saying so.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::Router;
@@ -20,59 +20,9 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 use crate::common::{Receiver, TestServer, eventually};
+use crate::harness::{bundle, drive, js_dir, require_browser};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
 const CONSENT_UPDATED: &str = "Segment Consent Preference Updated";
-
-fn js_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("harness/js")
-}
-
-/// Chromium and the npm packages, or a loud failure saying how to get them.
-fn check_prerequisites(js: &Path) {
-    let hint = "run scripts/test, which installs Debian chromium and the harness/js npm packages";
-    assert!(
-        Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is missing: {hint}"
-    );
-    for package in [
-        "node_modules/.bin/esbuild",
-        "node_modules/playwright-core",
-        "node_modules/@segment/analytics-next",
-        "node_modules/@segment/analytics-consent-tools",
-    ] {
-        assert!(
-            js.join(package).exists(),
-            "harness/js/{package} is missing: {hint}"
-        );
-    }
-}
-
-/// Bundle `browser/entry.js` into `browser/dist/harness.js` (one IIFE; takes well under a second).
-/// tokio's process API, so the server under test keeps running on this runtime meanwhile.
-async fn build_bundle(js: &Path) {
-    let output = tokio::process::Command::new(js.join("node_modules/.bin/esbuild"))
-        .args([
-            "browser/entry.js",
-            "--bundle",
-            "--format=iife",
-            "--platform=browser",
-            "--target=es2020",
-            "--outfile=browser/dist/harness.js",
-            "--log-level=warning",
-        ])
-        .current_dir(js)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run esbuild");
-    assert!(
-        output.status.success(),
-        "esbuild failed: {}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 /// Serve the page and its bundle from disk on their own port; returns the origin.
 async fn serve_page(dir: PathBuf) -> String {
@@ -102,36 +52,6 @@ async fn serve_page(dir: PathBuf) -> String {
     origin
 }
 
-/// Run the Node driver; its JSON summary, or a failure showing it and stderr.
-async fn drive(js: &Path, page_url: &str, sluice_url: &str) -> Value {
-    let child = tokio::process::Command::new("node")
-        .arg("browser/drive.mjs")
-        .args([page_url, sluice_url])
-        .current_dir(js)
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(90), child)
-        .await
-        .expect("the browser driver did not finish within 90 s")
-        .expect("run node browser/drive.mjs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let summary: Value = stdout
-        .lines()
-        .rev()
-        .find_map(|line| serde_json::from_str(line).ok())
-        .unwrap_or(Value::Null);
-    assert!(
-        output.status.success(),
-        "the browser driver failed ({}): problems: {:#}\nrequests: {:#}\nconsole: {:#}\nstdout: {stdout}\nstderr: {stderr}",
-        output.status,
-        summary["problems"],
-        summary["requests"],
-        summary["console"],
-    );
-    summary
-}
-
 fn name(event: &Value) -> String {
     event["event"]
         .as_str()
@@ -144,8 +64,13 @@ fn name(event: &Value) -> String {
 async fn analytics_next_with_consent_tools_in_chromium() {
     let started = std::time::Instant::now();
     let js = js_dir();
-    check_prerequisites(&js);
-    build_bundle(&js).await;
+    require_browser(&[
+        "node_modules/.bin/esbuild",
+        "node_modules/playwright-core",
+        "node_modules/@segment/analytics-next",
+        "node_modules/@segment/analytics-consent-tools",
+    ]);
+    bundle("browser/entry.js", "browser/dist/harness.js").await;
 
     let server = TestServer::start().await;
     let hook = Receiver::start().await;
@@ -202,7 +127,12 @@ async fn analytics_next_with_consent_tools_in_chromium() {
         "{page_origin}/index.html?sluice={}&writeKey={wk}&granted=C0001",
         server.url
     );
-    let summary = drive(&js, &page_url, &server.url).await;
+    let summary = drive(
+        &["browser/drive.mjs", &page_url, &server.url],
+        Duration::from_secs(90),
+        &["problems", "requests", "console"],
+    )
+    .await;
     for r in summary["requests"].as_array().into_iter().flatten() {
         let text = |v: &Value| v.as_str().unwrap_or("?").to_owned();
         eprintln!(

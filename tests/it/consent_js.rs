@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::Router;
@@ -24,13 +24,19 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use crate::common::{Got, Receiver, TestServer, eventually, is_generated};
+use crate::harness::{bundle, drive, js_dir, require_browser};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-const UPDATED: &str = "Segment Consent Preference Updated";
-
-fn js_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("harness/js")
+/// Run one scenario of the consent.js driver; its JSON summary.
+async fn drive_scenario(scenario: &str, page_url: &str, sluice_url: &str) -> Value {
+    drive(
+        &["consent-js/drive.mjs", scenario, page_url, sluice_url],
+        Duration::from_secs(120),
+        &["problems", "steps", "requests", "console"],
+    )
+    .await
 }
+
+const UPDATED: &str = "Segment Consent Preference Updated";
 
 /// A workspace with two categories mapped to one destination each, one category mapped to
 /// none, and a disabled one. Returns the webhook paths' destination ids (analytics, ads).
@@ -225,12 +231,12 @@ async fn consent_script_and_document_are_public_and_cacheable() {
 }
 
 /// Chromium, openssl and the npm packages, or a loud failure saying how to get them.
-fn check_prerequisites(js: &Path) {
-    let hint = "run scripts/test, which installs Debian chromium and the harness/js npm packages";
-    assert!(
-        Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is missing: {hint}"
-    );
+fn check_prerequisites() {
+    require_browser(&[
+        "node_modules/.bin/esbuild",
+        "node_modules/playwright-core",
+        "node_modules/@segment/analytics-next",
+    ]);
     // The https page's test certificate is made with the openssl command (Debian: openssl).
     assert!(
         std::process::Command::new("openssl")
@@ -238,41 +244,6 @@ fn check_prerequisites(js: &Path) {
             .output()
             .is_ok_and(|o| o.status.success()),
         "the openssl command is missing (apt-get install openssl)"
-    );
-    for package in [
-        "node_modules/.bin/esbuild",
-        "node_modules/playwright-core",
-        "node_modules/@segment/analytics-next",
-    ] {
-        assert!(
-            js.join(package).exists(),
-            "harness/js/{package} is missing: {hint}"
-        );
-    }
-}
-
-/// Bundle the test site's script (the real npm analytics-next) into `consent-js/dist/site.js`.
-async fn build_site(js: &Path) {
-    let output = tokio::process::Command::new(js.join("node_modules/.bin/esbuild"))
-        .args([
-            "consent-js/site.js",
-            "--bundle",
-            "--format=iife",
-            "--platform=browser",
-            "--target=es2020",
-            "--outfile=consent-js/dist/site.js",
-            "--log-level=warning",
-        ])
-        .current_dir(js)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run esbuild");
-    assert!(
-        output.status.success(),
-        "esbuild failed: {}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
     );
 }
 
@@ -318,36 +289,6 @@ async fn serve_page(dir: PathBuf, sluice: &str, write_key: &str) -> String {
     let url = format!("http://{}/index.html", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     url
-}
-
-/// Run one scenario of the driver; its JSON summary, or a failure showing it and stderr.
-async fn drive(js: &Path, scenario: &str, page_url: &str, sluice_url: &str) -> Value {
-    let child = tokio::process::Command::new("node")
-        .args(["consent-js/drive.mjs", scenario, page_url, sluice_url])
-        .current_dir(js)
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(120), child)
-        .await
-        .expect("the browser driver did not finish within 120 s")
-        .expect("run node consent-js/drive.mjs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let summary: Value = stdout
-        .lines()
-        .rev()
-        .find_map(|line| serde_json::from_str(line).ok())
-        .unwrap_or(Value::Null);
-    assert!(
-        output.status.success(),
-        "the browser driver ({scenario}) failed ({}): problems: {:#}\nsteps: {:#}\nrequests: {:#}\nconsole: {:#}\nstderr: {stderr}",
-        output.status,
-        summary["problems"],
-        summary["steps"],
-        summary["requests"],
-        summary["console"],
-    );
-    summary
 }
 
 /// `METHOD path` of each request a step recorded.
@@ -474,8 +415,8 @@ fn assert_accessible(axe: &Value, at_least: u64, what: &str) {
 async fn consent_js_in_chromium() {
     let started = std::time::Instant::now();
     let js = js_dir();
-    check_prerequisites(&js);
-    build_site(&js).await;
+    check_prerequisites();
+    bundle("consent-js/site.js", "consent-js/dist/site.js").await;
 
     let server = TestServer::start().await;
     let hook = Receiver::start().await;
@@ -484,7 +425,7 @@ async fn consent_js_in_chromium() {
     let page_url = serve_page(js.join("consent-js"), &server.url, &wk).await;
     assert!(!page_url.starts_with(&server.url));
 
-    let summary = drive(&js, "main", &page_url, &server.url).await;
+    let summary = drive_scenario("main", &page_url, &server.url).await;
     let steps = &summary["steps"];
     let loaded_script = [
         "GET /consent.js".to_owned(),
@@ -735,7 +676,7 @@ async fn consent_js_in_chromium() {
             json!({}),
         )
         .await;
-    let unmapped = drive(&js, "unmapped", &page_url, &server.url).await;
+    let unmapped = drive_scenario("unmapped", &page_url, &server.url).await;
     let d = &unmapped["steps"]["D"];
     assert_eq!(d["bannerVisible"], true, "{d:#}");
     assert_eq!(d["get"], Value::Null);
@@ -755,7 +696,7 @@ async fn consent_js_in_chromium() {
         )
         .await;
     assert_eq!(status, 200, "{answer}");
-    let deny = drive(&js, "deny", &page_url, &server.url).await;
+    let deny = drive_scenario("deny", &page_url, &server.url).await;
     let e = &deny["steps"]["E"];
     assert_eq!(e["bannerVisible"], true, "{e:#}");
     assert_eq!(e["loaded"], false);

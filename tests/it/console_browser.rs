@@ -11,25 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::common::{Receiver, TestServer, consented, eventually};
-
-fn js_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("harness/js")
-}
-
-/// Chromium and the npm packages, or a loud failure saying how to get them.
-fn check_prerequisites() {
-    let hint = "run scripts/test, which installs Debian chromium and the harness/js npm packages";
-    assert!(
-        std::path::Path::new("/usr/bin/chromium").exists(),
-        "/usr/bin/chromium is missing: {hint}"
-    );
-    for package in ["playwright-core", "axe-core"] {
-        assert!(
-            js_dir().join("node_modules").join(package).exists(),
-            "harness/js/node_modules/{package} is missing: {hint}"
-        );
-    }
-}
+use crate::harness::{drive, require_browser};
 
 async fn user(server: &TestServer, email: &str, role: &str) -> Value {
     let password = format!("{role}-password-for-the-console");
@@ -44,7 +26,7 @@ async fn user(server: &TestServer, email: &str, role: &str) -> Value {
 
 #[tokio::test]
 async fn console_flows_in_chromium() {
-    check_prerequisites();
+    require_browser(&["node_modules/playwright-core", "node_modules/axe-core"]);
     let server = TestServer::start().await;
     let hook = Receiver::start().await;
     let owner = user(&server, "privacy@example.com", "owner").await;
@@ -139,32 +121,13 @@ async fn console_flows_in_chromium() {
         "ownerId": owner_id,
         "screenshots": screenshots,
     });
-    let child = tokio::process::Command::new("node")
-        .arg("console/drive.mjs")
-        .arg(config.to_string())
-        .current_dir(js_dir())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(180), child)
-        .await
-        .expect("the console driver did not finish within 180 s")
-        .expect("run node console/drive.mjs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let summary: Value = stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or(Value::Null);
-    assert!(
-        output.status.success(),
-        "the console driver failed ({}): problems: {:#}\nsteps: {:#}\nconsole: {:#}\naxe: {:#}\nstderr: {}",
-        output.status,
-        summary["problems"],
-        summary["steps"],
-        summary["console"],
-        summary["axe"],
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let config = config.to_string();
+    let summary = drive(
+        &["console/drive.mjs", &config],
+        Duration::from_secs(180),
+        &["problems", "steps", "console", "axe"],
+    )
+    .await;
 
     // What the browser did is what the API sees.
     let (_, category) = server

@@ -20,6 +20,7 @@ mod delivery;
 mod destinations_catalog;
 mod durability;
 mod filters;
+mod harness;
 mod person;
 mod regulations;
 mod retl;
